@@ -1,0 +1,5 @@
+"""Placeholder: replaced by the module that owns these commands."""
+
+import click
+
+COMMANDS: list[click.Command] = []

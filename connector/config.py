@@ -1,0 +1,451 @@
+"""Settings: one object, loaded from a TOML file, then ``MENTORSYNC_*`` environment variables.
+
+Order (later wins): built-in defaults, the TOML file (``--config`` or ``MENTORSYNC_CONFIG``),
+environment variables ``MENTORSYNC_<SECTION>_<KEY>`` (``MENTORSYNC_MOODLE_TOKEN``), and for any
+key ``MENTORSYNC_<SECTION>_<KEY>_FILE``, a path whose content (stripped) is the value: the usual
+way to hand in Docker or Kubernetes secrets.
+
+Everything is validated when loaded; a mistake raises :class:`ConfigError` naming the key
+(``moodle.url: not an http(s) URL``). Secrets are :class:`Secret` values whose ``repr`` and
+``str`` never show the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from connector.errors import ConfigError
+
+ENV_PREFIX = "MENTORSYNC_"
+
+
+class Secret:
+    """A secret string that never shows itself in ``repr``, ``str``, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        """Return the secret value; call this only where the value is sent."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _secret(value: str = "") -> Any:
+    return field(default_factory=lambda: Secret(value), metadata={"secret": True})
+
+
+# ruff's RUF009 cannot see that _secret() returns a dataclasses.field.
+
+
+@dataclass
+class MoodleSettings:
+    """Where Moodle is and how to call it."""
+
+    url: str = "http://127.0.0.1:8081"
+    token: Secret = _secret()
+    # PHP's max_input_vars on the Moodle server; every form field of a call counts against it.
+    max_input_vars: int = 5000
+    # Fields kept free below max_input_vars, for wstoken/wsfunction/format and safety.
+    field_margin: int = 50
+    # Most items (users, enrolments...) in one call, whatever the field count.
+    max_batch_items: int = 200
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    retry_attempts: int = 5
+    retry_max_seconds: float = 120.0
+    ca_bundle: str = ""
+
+
+@dataclass
+class SalesforceSettings:
+    """How to log in to Salesforce and how hard to use its API."""
+
+    # password | jwt | client_credentials | session
+    auth: str = "password"
+    username: str = ""
+    password: Secret = _secret()
+    security_token: Secret = _secret()
+    consumer_key: str = ""
+    consumer_secret: Secret = _secret()
+    # PEM private key for the JWT bearer flow; usually handed in as ..._PRIVATE_KEY_FILE.
+    private_key: Secret = _secret()
+    session_id: Secret = _secret()
+    instance_url: str = ""
+    # login | test | a My Domain host (assoc.my.salesforce.com)
+    domain: str = "login"
+    api_version: str = "59.0"
+    ca_bundle: str = ""
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    retry_attempts: int = 5
+    retry_max_seconds: float = 120.0
+    # Refuse to start a run when this share of the daily API budget is already used.
+    max_budget_share: float = 0.8
+    # Organization Ids whose Outbound Messages are accepted (15 or 18 characters).
+    org_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ProgrammeSettings:
+    """The mentorship programme as it is set up in Moodle."""
+
+    orientation_course: str = "GMP-ORIENT"
+    programme_course: str = "GMP-2026"
+    programme_code: str = "GMP-2026"
+    student_role_id: int = 5
+    mentor_course_role_id: int = 4
+    mentor_user_role_id: int = 9
+    meeting_activities: list[str] = field(
+        default_factory=lambda: [f"GMP-2026-M{n}" for n in range(1, 7)]
+    )
+    meeting_hours: float = 1.0
+    # Month-day of the window's first and last day, in the association's time zone.
+    window_start: str = "10-01"
+    window_end: str = "03-31"
+    timezone: str = "America/New_York"
+    min_hours: float = 6.0
+    profile_fields: list[str] = field(
+        default_factory=lambda: ["memberstatus", "practicesetting", "region"]
+    )
+
+
+@dataclass
+class MembersSettings:
+    """Member sync policy."""
+
+    # A field map file (TOML); empty means the built-in default mapping.
+    field_map: str = ""
+    # Membership status -> suspend | keep | reactivate
+    status_policy: dict[str, str] = field(
+        default_factory=lambda: {"Active": "reactivate", "Grace": "keep", "Lapsed": "suspend"}
+    )
+    # What happens to a linked account whose Contact leaves scope or is deleted: suspend | keep
+    out_of_scope: str = "suspend"
+    # Moodle auth plugin for new accounts: manual, oauth2, saml2...
+    auth: str = "manual"
+    # Stop before applying a run that would suspend more than this share or number of linked users.
+    mass_change_share: float = 0.05
+    mass_change_count: int = 100
+    # Look-back overlap of the incremental cursor, for clock skew and late commits.
+    lookback_seconds: int = 300
+
+
+@dataclass
+class ServiceSettings:
+    """The webhook service, the worker and their schedules."""
+
+    data_dir: str = "var"
+    # SQLAlchemy URL of the state database; empty means a SQLite file in data_dir.
+    database_url: str = ""
+    # Queue: empty means SqliteHuey in data_dir; sqlite:///path, postgresql://..., redis://...
+    queue_url: str = ""
+    bind: str = "127.0.0.1:8080"
+    max_body_bytes: int = 1_048_576
+    # Standard Webhooks secrets (whsec_...) for signed JSON events from Salesforce and Moodle.
+    events_secret: Secret = _secret()
+    moodle_events_secret: Secret = _secret()
+    # Optional extra path segment for the Outbound Message URL, and optional basic auth.
+    outbound_path_secret: Secret = _secret()
+    basic_auth_user: str = ""
+    basic_auth_password: Secret = _secret()
+    incremental_minutes: int = 5
+    nightly_hour: int = 2
+    coalesce_seconds: float = 2.0
+    inbox_lease_seconds: int = 300
+    lock_ttl_seconds: int = 3600
+    retry_max_attempts: int = 8
+    retry_base_seconds: int = 60
+    # Run the periodic scheduler in this process (exactly one machine should).
+    scheduler: bool = True
+    log_level: str = "INFO"
+
+
+@dataclass
+class Settings:
+    """All of mentorsync's settings."""
+
+    moodle: MoodleSettings = field(default_factory=MoodleSettings)
+    salesforce: SalesforceSettings = field(default_factory=SalesforceSettings)
+    programme: ProgrammeSettings = field(default_factory=ProgrammeSettings)
+    members: MembersSettings = field(default_factory=MembersSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+    source: str = ""
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory (state database, queue file, sandbox state)."""
+        return Path(self.service.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        """The state database URL, defaulting to a SQLite file in the data directory."""
+        if self.service.database_url:
+            return self.service.database_url
+        return f"sqlite:///{(self.data_path / 'mentorsync.db').resolve()}"
+
+    @property
+    def queue_url(self) -> str:
+        """The queue URL, defaulting to a SQLite file in the data directory."""
+        if self.service.queue_url:
+            return self.service.queue_url
+        return f"sqlite:///{(self.data_path / 'queue.db').resolve()}"
+
+
+SECTIONS: dict[str, type] = {
+    "moodle": MoodleSettings,
+    "salesforce": SalesforceSettings,
+    "programme": ProgrammeSettings,
+    "members": MembersSettings,
+    "service": ServiceSettings,
+}
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Load and validate settings from a TOML file, then the environment, then ``overrides``.
+
+    ``path`` defaults to ``$MENTORSYNC_CONFIG``; with neither, only defaults and environment apply.
+    Raises :class:`ConfigError` naming the first wrong key.
+    """
+    env = os.environ if env is None else env
+    path = path or env.get(ENV_PREFIX + "CONFIG") or None
+    raw: dict[str, dict[str, Any]] = {}
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                loaded = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError("config", f"file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("config", f"not valid TOML ({exc})") from None
+        for section, values in loaded.items():
+            if section not in SECTIONS:
+                raise ConfigError(section, f"unknown section (known: {', '.join(SECTIONS)})")
+            if not isinstance(values, dict):
+                raise ConfigError(section, "must be a table")
+            raw[section] = dict(values)
+    for section, values in _from_env(env).items():
+        raw.setdefault(section, {}).update(values)
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+
+    built: dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
+        built[section] = _build_section(section, cls, raw.get(section, {}))
+    settings = Settings(**built, source=str(path or ""))
+    validate(settings)
+    return settings
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Collect ``MENTORSYNC_<SECTION>_<KEY>[_FILE]`` variables into sections."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        if section not in SECTIONS or not key:
+            continue
+        if key.endswith("_file"):
+            base = key[: -len("_file")]
+            if base in _field_names(SECTIONS[section]):
+                out.setdefault(section, {})[base] = _read_secret_file(f"{section}.{base}", value)
+                continue
+        if key not in _field_names(SECTIONS[section]):
+            raise ConfigError(f"{section}.{key}", f"unknown setting (from environment {name})")
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def _read_secret_file(key: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read the _FILE path ({exc.strerror})") from None
+
+
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _build_section(section: str, cls: type, values: Mapping[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"{section}.{key}", "unknown setting")
+        kwargs[key] = _coerce(f"{section}.{key}", fields[key], value)
+    return cls(**kwargs)
+
+
+def _coerce(key: str, f: dataclasses.Field[Any], value: Any) -> Any:
+    """Turn a TOML or environment value into the field's type, or name the key and the problem."""
+    kind = str(f.type)
+    if f.metadata.get("secret"):
+        if isinstance(value, Secret):
+            return value
+        if not isinstance(value, str):
+            raise ConfigError(key, "must be a string")
+        return Secret(value)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        truthy, falsy = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+        if isinstance(value, str) and value.lower() in truthy | falsy:
+            return value.lower() in truthy
+        raise ConfigError(key, f"must be true or false, got {value!r}")
+    if kind == "int":
+        if isinstance(value, bool):
+            raise ConfigError(key, "must be a whole number")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"must be a whole number, got {value!r}") from None
+    if kind == "float":
+        if isinstance(value, bool):
+            raise ConfigError(key, "must be a number")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"must be a number, got {value!r}") from None
+    if kind.startswith("list"):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, "must be a list of strings")
+        return list(value)
+    if kind.startswith("dict"):
+        if not isinstance(value, dict):
+            raise ConfigError(key, "must be a table")
+        return {str(k): str(v) for k, v in value.items()}
+    if not isinstance(value, str):
+        raise ConfigError(key, f"must be a string, got {type(value).__name__}")
+    return value
+
+
+def _is_http_url(value: str) -> bool:
+    parsed = urlparse(value)
+    return parsed.scheme in {"http", "https"} and bool(parsed.netloc)
+
+
+def validate(settings: Settings) -> None:
+    """Check values that types alone do not catch. Raises :class:`ConfigError`."""
+    m = settings.moodle
+    if not _is_http_url(m.url):
+        raise ConfigError("moodle.url", "not an http(s) URL")
+    if m.max_input_vars < 100:
+        raise ConfigError("moodle.max_input_vars", "must be at least 100 (PHP's default is 1000)")
+    if not 0 <= m.field_margin < m.max_input_vars // 2:
+        raise ConfigError("moodle.field_margin", "must be between 0 and half of max_input_vars")
+    if m.max_batch_items < 1:
+        raise ConfigError("moodle.max_batch_items", "must be at least 1")
+    for key in ("connect_timeout", "read_timeout", "retry_max_seconds"):
+        if getattr(m, key) <= 0:
+            raise ConfigError(f"moodle.{key}", "must be greater than 0")
+    if m.retry_attempts < 1:
+        raise ConfigError("moodle.retry_attempts", "must be at least 1")
+    if m.ca_bundle and not Path(m.ca_bundle).is_file():
+        raise ConfigError("moodle.ca_bundle", f"file not found: {m.ca_bundle}")
+
+    s = settings.salesforce
+    if s.auth not in {"password", "jwt", "client_credentials", "session"}:
+        raise ConfigError(
+            "salesforce.auth", "must be one of password, jwt, client_credentials, session"
+        )
+    if not s.domain or "/" in s.domain or " " in s.domain:
+        raise ConfigError("salesforce.domain", "must be login, test or a My Domain host name")
+    try:
+        if float(s.api_version) < 42.0:
+            raise ConfigError("salesforce.api_version", "must be 42.0 or later (Collections)")
+    except ValueError:
+        raise ConfigError("salesforce.api_version", "must look like 59.0") from None
+    if not 0 < s.max_budget_share <= 1:
+        raise ConfigError("salesforce.max_budget_share", "must be above 0 and at most 1")
+    if s.instance_url and not _is_http_url(s.instance_url):
+        raise ConfigError("salesforce.instance_url", "not an http(s) URL")
+    if s.ca_bundle and not Path(s.ca_bundle).is_file():
+        raise ConfigError("salesforce.ca_bundle", f"file not found: {s.ca_bundle}")
+    for org_id in s.org_ids:
+        if len(org_id) not in (15, 18) or not org_id.isalnum() or not org_id.startswith("00D"):
+            raise ConfigError(
+                "salesforce.org_ids", "each must be a 15- or 18-character Id (00D...)"
+            )
+
+    p = settings.programme
+    try:
+        zoneinfo.ZoneInfo(p.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("programme.timezone", f"unknown time zone {p.timezone!r}") from None
+    for key in ("window_start", "window_end"):
+        value = getattr(p, key)
+        try:
+            dt.datetime.strptime(f"2000-{value}", "%Y-%m-%d")
+        except ValueError:
+            raise ConfigError(f"programme.{key}", f"must be MM-DD, got {value!r}") from None
+    if not p.meeting_activities:
+        raise ConfigError("programme.meeting_activities", "must name at least one activity")
+    if p.meeting_hours <= 0:
+        raise ConfigError("programme.meeting_hours", "must be greater than 0")
+
+    mem = settings.members
+    allowed = {"suspend", "keep", "reactivate"}
+    for status, action in mem.status_policy.items():
+        if action not in allowed:
+            raise ConfigError(
+                f"members.status_policy.{status}", "must be suspend, keep or reactivate"
+            )
+    if mem.out_of_scope not in {"suspend", "keep"}:
+        raise ConfigError("members.out_of_scope", "must be suspend or keep")
+    if not 0 <= mem.mass_change_share <= 1:
+        raise ConfigError("members.mass_change_share", "must be between 0 and 1")
+    if mem.lookback_seconds < 0:
+        raise ConfigError("members.lookback_seconds", "must not be negative")
+    if mem.field_map and not Path(mem.field_map).is_file():
+        raise ConfigError("members.field_map", f"file not found: {mem.field_map}")
+
+    svc = settings.service
+    for key, secret in (
+        ("events_secret", svc.events_secret),
+        ("moodle_events_secret", svc.moodle_events_secret),
+    ):
+        if secret and not secret.get().startswith("whsec_"):
+            raise ConfigError(f"service.{key}", "must start with whsec_ (Standard Webhooks)")
+    if svc.max_body_bytes < 1024:
+        raise ConfigError("service.max_body_bytes", "must be at least 1024")
+    if not 0 <= svc.nightly_hour <= 23:
+        raise ConfigError("service.nightly_hour", "must be 0 to 23")
+    if svc.incremental_minutes < 1:
+        raise ConfigError("service.incremental_minutes", "must be at least 1")
+    if ":" not in svc.bind:
+        raise ConfigError("service.bind", "must be host:port")
+    if svc.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError("service.log_level", "must be DEBUG, INFO, WARNING or ERROR")

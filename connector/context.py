@@ -1,0 +1,41 @@
+"""The objects a run needs, built once from settings: clients and the state database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from connector.config import Settings
+from connector.state import StateDB
+
+
+@dataclass
+class Context:
+    """Settings plus lazily built Moodle client, Salesforce client and state database."""
+
+    settings: Settings
+    _overrides: dict[str, object] = field(default_factory=dict)
+
+    @cached_property
+    def db(self) -> StateDB:
+        """The state database."""
+        return StateDB(self.settings.database_url)
+
+    @cached_property
+    def moodle(self):  # type: ignore[no-untyped-def]  # -> connector.moodle.MoodleClient
+        """The Moodle web-service client."""
+        from connector.moodle import MoodleClient
+
+        return MoodleClient(self.settings.moodle)
+
+    @cached_property
+    def salesforce(self):  # type: ignore[no-untyped-def]  # -> connector.salesforce.SalesforceClient
+        """The Salesforce client (logs in on first use)."""
+        from connector.salesforce import SalesforceClient
+
+        return SalesforceClient(self.settings.salesforce)
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        if "db" in self.__dict__:
+            self.db.dispose()
