@@ -1,5 +1,41 @@
-"""Placeholder: replaced by the module that owns these commands."""
+"""``mentorsync doctor``: a readable report of what works and what to fix."""
+
+from __future__ import annotations
 
 import click
+from rich.console import Console
+from rich.table import Table
 
-COMMANDS: list[click.Command] = []
+from connector.context import Context
+from connector.doctor import healthy, run_doctor
+
+STATUS_STYLE = {"ok": "[green]ok[/]", "fail": "[bold red]FAIL[/]", "note": "[yellow]note[/]"}
+
+
+@click.command()
+@click.pass_obj
+def doctor(app: object) -> None:
+    """Check the configuration against Moodle and Salesforce.
+
+    Moodle: reachable, site and version, every needed web-service function, the programme's
+    courses and meeting activities. Salesforce: login, API budget left, every object and field
+    of the field map. Exits 0 only when everything needed is there.
+    """
+    settings = app.settings  # type: ignore[attr-defined]
+    ctx = Context(settings)
+    checks = run_doctor(settings, ctx.moodle, ctx.salesforce)
+    table = Table(title="mentorsync doctor", show_lines=False)
+    for column in ("system", "check", "status", "detail", "what to do"):
+        table.add_column(column, overflow="fold")
+    for check in checks:
+        table.add_row(
+            check.system, check.name, STATUS_STYLE[check.status], check.detail, check.fix
+        )
+    Console().print(table)
+    if not healthy(checks):
+        failed = sum(1 for c in checks if c.status == "fail")
+        raise click.ClickException(f"{failed} problem(s) found; see 'what to do' above")
+    click.echo("Everything mentorsync needs is there.")
+
+
+COMMANDS: list[click.Command] = [doctor]

@@ -1,0 +1,98 @@
+"""Settings: TOML, then environment, then *_FILE secrets; every mistake names its key."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from connector.config import Secret, load_settings
+from connector.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mentorsync.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_load_without_a_file() -> None:
+    settings = load_settings(env={})
+    assert settings.moodle.max_input_vars == 5000
+    assert settings.programme.meeting_activities[0] == "GMP-2026-M1"
+    assert settings.database_url.startswith("sqlite:///")
+
+
+def test_toml_then_environment_wins(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[moodle]\nurl = "https://lms.example.org"\nmax_input_vars = 1000\n'
+        '[salesforce]\ndomain = "assoc.my.salesforce.com"\n',
+    )
+    settings = load_settings(path, env={"MENTORSYNC_MOODLE_MAX_INPUT_VARS": "2000"})
+    assert settings.moodle.url == "https://lms.example.org"
+    assert settings.moodle.max_input_vars == 2000
+    assert settings.salesforce.domain == "assoc.my.salesforce.com"
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, '[programme]\norientation_course = "ORIENT-X"\n')
+    settings = load_settings(env={"MENTORSYNC_CONFIG": str(path)})
+    assert settings.programme.orientation_course == "ORIENT-X"
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    secret_file = tmp_path / "token"
+    secret_file.write_text("s3cr3t-token\n", encoding="utf-8")
+    settings = load_settings(env={"MENTORSYNC_MOODLE_TOKEN_FILE": str(secret_file)})
+    assert settings.moodle.token.get() == "s3cr3t-token"
+
+
+def test_unreadable_secret_file_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^moodle\.token: cannot read"):
+        load_settings(env={"MENTORSYNC_MOODLE_TOKEN_FILE": str(tmp_path / "missing")})
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[moodle]\nurl = "ftp://lms"\n', "moodle.url: not an http(s) URL"),
+        ('[moodle]\nmax_input_vars = "many"\n', "moodle.max_input_vars: must be a whole number"),
+        ('[moodle]\ncolour = "blue"\n', "moodle.colour: unknown setting"),
+        ('[moodel]\nurl = "https://x"\n', "moodel: unknown section"),
+        ('[salesforce]\nauth = "magic"\n', "salesforce.auth: must be one of"),
+        ('[salesforce]\norg_ids = ["00Dshort"]\n', "salesforce.org_ids: each must be"),
+        ('[programme]\ntimezone = "Mars/Olympus"\n', "programme.timezone: unknown time zone"),
+        ('[programme]\nwindow_start = "13-01"\n', "programme.window_start: must be MM-DD"),
+        ('[members]\nstatus_policy = { Lapsed = "delete" }\n', "members.status_policy.Lapsed"),
+        ('[service]\nevents_secret = "plain"\n', "service.events_secret: must start with whsec_"),
+        ("[moodle\n", "config: not valid TOML"),
+    ],
+)
+def test_mistakes_name_the_key(tmp_path: Path, toml: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, toml), env={})
+    assert str(info.value).startswith(message)
+
+
+def test_unknown_environment_setting_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"moodle\.tokn: unknown setting"):
+        load_settings(env={"MENTORSYNC_MOODLE_TOKN": "x"})
+
+
+def test_secrets_never_show(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings(
+        env={
+            "MENTORSYNC_MOODLE_TOKEN": "moodle-token-value",
+            "MENTORSYNC_SALESFORCE_PASSWORD": "sf-password-value",
+            "MENTORSYNC_SALESFORCE_SECURITY_TOKEN": "sf-security-value",
+        }
+    )
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("test").info("settings %s %r", settings, settings.moodle)
+    text = repr(settings) + str(settings) + caplog.text
+    for value in ("moodle-token-value", "sf-password-value", "sf-security-value"):
+        assert value not in text
+    assert settings.salesforce.password.get() == "sf-password-value"
+    assert repr(Secret("x")) == "Secret('**********')"
