@@ -54,11 +54,15 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 
 
 def _register_commands() -> None:
-    from connector.commands import doctor, sandbox, service, status, sync
+    from connector.commands import demo, doctor, sandbox, service, status, sync
 
-    for module in (doctor, sandbox, service, status, sync):
+    for module in (demo, doctor, sandbox, service, status, sync):
         for command in module.COMMANDS:
             main.add_command(command)
 
 
 _register_commands()
+
+
+if __name__ == "__main__":
+    main()
