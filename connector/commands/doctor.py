@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from connector.context import Context
 from connector.doctor import healthy, run_doctor
@@ -24,14 +23,13 @@ def doctor(app: object) -> None:
     settings = app.settings  # type: ignore[attr-defined]
     ctx = Context(settings)
     checks = run_doctor(settings, ctx.moodle, ctx.salesforce)
-    table = Table(title="mentorsync doctor", show_lines=False)
-    for column in ("system", "check", "status", "detail", "what to do"):
-        table.add_column(column, overflow="fold")
+    console = Console(highlight=False)
+    console.print("[bold]mentorsync doctor[/]")
     for check in checks:
-        table.add_row(
-            check.system, check.name, STATUS_STYLE[check.status], check.detail, check.fix
-        )
-    Console().print(table)
+        line = f"{STATUS_STYLE[check.status]:>24} {check.system:<10} {check.name}: {check.detail}"
+        console.print(line, soft_wrap=True)
+        if check.fix:
+            console.print(f"{'':>15}-> {check.fix}", soft_wrap=True)
     if not healthy(checks):
         failed = sum(1 for c in checks if c.status == "fail")
         raise click.ClickException(f"{failed} problem(s) found; see 'what to do' above")
