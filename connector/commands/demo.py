@@ -60,12 +60,6 @@ def _step(name: str, log_dir: Path) -> Iterator[None]:
         raise
 
 
-def _write_config(path: Path, settings: Any) -> None:
-    from sandbox.testing import settings_to_toml
-
-    path.write_text(settings_to_toml(settings), encoding="utf-8")
-
-
 @click.command()
 @click.option("--members", default=300, show_default=True, help="Members in the sandbox CRM.")
 @click.option(
@@ -73,12 +67,13 @@ def _write_config(path: Path, settings: Any) -> None:
 )
 def demo(members: int, keep: bool) -> None:
     """Show the programme year end to end on local sandboxes (what `make demo` runs)."""
+    from connector.commands.sandbox import write_config
+    from connector.config import load_settings
     from connector.context import Context
     from connector.sync import SyncRequest, kinds
     from sandbox.moodle import MoodleSandbox
     from sandbox.salesforce import SalesforceSandbox
     from sandbox.seed import seed
-    from sandbox.testing import settings_for
 
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="mentorsync-demo-"))
@@ -95,13 +90,15 @@ def demo(members: int, keep: bool) -> None:
         with _step("Starting the sandbox Salesforce and Moodle", log_dir):
             sf.start()
             moodle.start()
-            report = seed(sf, moodle, members=members)
-            settings = settings_for(
-                sf, moodle, work / "state",
-                service={"bind": f"127.0.0.1:{web_port}", "incremental_minutes": 60},
-            )
-            config = work / "mentorsync.toml"
-            _write_config(config, settings)
+            story = seed(sf, moodle, members=members)
+            config = write_config(work, sf, moodle)
+            # The service listens where the sandbox sends its Outbound Messages; the periodic
+            # sweep is pushed out so that what the demo shows comes through the webhook.
+            service_env = {
+                "MENTORSYNC_SERVICE_BIND": f"127.0.0.1:{web_port}",
+                "MENTORSYNC_SERVICE_INCREMENTAL_MINUTES": "60",
+            }
+            settings = load_settings(config, env=service_env)
             console.print(f"  Salesforce {sf.url}  Moodle {moodle.url}  config {config}")
 
         with _step("First member sync (full)", log_dir):
@@ -113,7 +110,7 @@ def demo(members: int, keep: bool) -> None:
                 raise DemoStepError(f"first sync {first.status}: {first.reason}")
 
         with _step("Starting the web service and the worker (mentorsync run)", log_dir):
-            env = dict(os.environ, MENTORSYNC_CONFIG=str(config))
+            env = dict(os.environ, MENTORSYNC_CONFIG=str(config), **service_env)
             out = (log_dir / "service.log").open("wb")
             service = subprocess.Popen(
                 [sys.executable, "-m", "connector.cli", "run"],
@@ -133,8 +130,7 @@ def demo(members: int, keep: bool) -> None:
             _wait_for("the web service to listen", ready, 30)
 
         with _step("Acting out the year in Salesforce", log_dir):
-            story = report.story
-            sf.store.update("Contact", story.email_changer, {"Email": story.new_email})
+            sf.store.update("Contact", story.email_changer, {"Email": story.email_changer_new})
             sf.store.update("Contact", story.lapser, {"Member_Status__c": "Lapsed"})
             sf.store.update("Contact", story.joiner, {"Mentorship_Role__c": "Mentee"})
             console.print(
@@ -150,7 +146,7 @@ def demo(members: int, keep: bool) -> None:
                 lapser = site.user_by_idnumber(story.lapser)
                 joiner = site.user_by_idnumber(story.joiner)
                 return bool(
-                    changer and changer["email"] == story.new_email
+                    changer and changer["email"] == story.email_changer_new
                     and lapser and lapser["suspended"]
                     and joiner
                 )
