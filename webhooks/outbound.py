@@ -1,0 +1,270 @@
+"""Salesforce Outbound Messages: parse the SOAP 1.1 envelope safely, answer Ack or a fault.
+
+An Outbound Message carries up to 100 ``Notification`` elements, each with its delivery Id
+(``04l...``, the dedup key) and an ``sObject`` whose ``xsi:type`` names the object (``sf:Contact``)
+and whose first field is the record ``sf:Id``. Salesforce retries anything but the exact
+``Ack`` for 24 hours, so the endpoint acknowledges only after the notifications are stored.
+
+Parsing uses defusedxml with DTDs forbidden: a body with any ``<!DOCTYPE`` (external entities,
+"billion laughs" entity expansion) is refused before it is expanded.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from dataclasses import dataclass
+from xml.etree.ElementTree import Element
+from xml.sax.saxutils import escape
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+from flask import Blueprint, Response, request
+from sqlalchemy.exc import SQLAlchemyError
+
+from connector.config import ServiceSettings
+from connector.sync import kind_for_object
+from webhooks import inbox
+from webhooks.runtime import read_body, runtime
+
+log = logging.getLogger(__name__)
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+OUTBOUND_NS = "http://soap.sforce.com/2005/09/outbound"
+XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+
+# The exact acknowledgement Salesforce expects (fixtures/salesforce/outbound-message-ack.xml).
+ACK = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">\n'
+    b" <soapenv:Body>\n"
+    b'  <notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound">\n'
+    b"   <Ack>true</Ack>\n"
+    b"  </notificationsResponse>\n"
+    b" </soapenv:Body>\n"
+    b"</soapenv:Envelope>\n"
+)
+SOAP_CONTENT_TYPE = "text/xml; charset=utf-8"
+# Media types accepted for the request body (Salesforce sends text/xml; charset=utf-8).
+ACCEPTED_TYPES = frozenset({"text/xml", "application/xml", "application/soap+xml"})
+
+_SF_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
+_OBJECT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
+_MODSTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T[0-9:.]+(Z|[+-]\d{2}:?\d{2})?$")
+
+
+class OutboundError(ValueError):
+    """The message is not a well-formed Outbound Message; ``str()`` says what and where."""
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One notification: delivery Id, object name, record Id, and SystemModstamp if sent."""
+
+    notification_id: str
+    object: str
+    record_id: str
+    modstamp: str | None
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """A parsed Outbound Message."""
+
+    organization_id: str
+    action_id: str
+    notifications: tuple[Notification, ...]
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _child(parent: Element, name: str) -> Element | None:
+    """The first direct child with local name ``name``, whatever its namespace."""
+    for child in parent:
+        if isinstance(child.tag, str) and _local(child.tag) == name:
+            return child
+    return None
+
+
+def _text(parent: Element, name: str) -> str:
+    found = _child(parent, name)
+    return (found.text or "").strip() if found is not None else ""
+
+
+def parse(body: bytes) -> OutboundMessage:
+    """Parse an Outbound Message body; raise :class:`OutboundError` naming the problem.
+
+    Checks the structure only (envelope, notifications, Ids); the organization and object
+    checks need settings and are the caller's.
+    """
+    if not body.strip():
+        raise OutboundError("empty body")
+    try:
+        root = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        # DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden: named, never expanded.
+        raise OutboundError(f"forbidden XML construct ({type(exc).__name__})") from None
+    except SafeET.ParseError as exc:
+        raise OutboundError(
+            f"malformed XML (line {exc.position[0]}, column {exc.position[1]})"
+        ) from None
+    except (LookupError, ValueError) as exc:
+        # An unknown or lying encoding in the XML declaration ("HTF-8", UTF-16 that is not).
+        raise OutboundError(f"malformed XML ({type(exc).__name__}: bad encoding)") from None
+    if root.tag != f"{{{SOAP_ENV}}}Envelope":
+        raise OutboundError("root element is not a SOAP 1.1 Envelope")
+    soap_body = root.find(f"{{{SOAP_ENV}}}Body")
+    if soap_body is None:
+        raise OutboundError("Envelope has no Body")
+    notifications = soap_body.find(f"{{{OUTBOUND_NS}}}notifications")
+    if notifications is None:
+        raise OutboundError(f"Body has no notifications element in namespace {OUTBOUND_NS}")
+    org_id = _text(notifications, "OrganizationId")
+    if not _SF_ID.match(org_id):
+        raise OutboundError("notifications/OrganizationId is missing or not a Salesforce Id")
+    items: list[Notification] = []
+    for index, element in enumerate(notifications.findall(f"{{{OUTBOUND_NS}}}Notification"), 1):
+        items.append(_notification(element, index))
+    if not items:
+        raise OutboundError("notifications has no Notification element")
+    return OutboundMessage(org_id, _text(notifications, "ActionId"), tuple(items))
+
+
+def _notification(element: Element, index: int) -> Notification:
+    where = f"Notification {index}"
+    notification_id = _text(element, "Id")
+    if not _SF_ID.match(notification_id):
+        raise OutboundError(f"{where}: Id is missing or not a Salesforce Id")
+    sobject = _child(element, "sObject")
+    if sobject is None:
+        raise OutboundError(f"{where}: no sObject")
+    xsi_type = sobject.get(XSI_TYPE, "")
+    object_name = xsi_type.rsplit(":", 1)[-1]
+    if not _OBJECT_NAME.match(object_name):
+        raise OutboundError(f"{where}: sObject has no valid xsi:type (sf:ObjectName)")
+    record_id = _text(sobject, "Id")
+    if not _SF_ID.match(record_id):
+        raise OutboundError(f"{where}: sObject Id is missing or not a Salesforce Id")
+    modstamp = _text(sobject, "SystemModstamp") or None
+    if modstamp is not None and not _MODSTAMP.match(modstamp):
+        raise OutboundError(f"{where}: SystemModstamp is not a dateTime")
+    return Notification(notification_id, object_name, record_id, modstamp)
+
+
+def org_matches(org_id: str, allowed: list[str]) -> bool:
+    """Whether ``org_id`` is one of ``allowed``, comparing the case-sensitive 15-char form.
+
+    The 18-character form adds a case-insensitive checksum, so ``00D5e000000KQ2e`` and
+    ``00D5e000000KQ2eEAG`` are the same organization.
+    """
+    return any(org_id[:15] == candidate[:15] for candidate in allowed)
+
+
+def fault(message: str, *, server: bool = False) -> bytes:
+    """A SOAP 1.1 fault body: ``soapenv:Client`` for the sender's mistakes, else ``Server``."""
+    code = "soapenv:Server" if server else "soapenv:Client"
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}">\n'
+        " <soapenv:Body>\n"
+        "  <soapenv:Fault>\n"
+        f"   <faultcode>{code}</faultcode>\n"
+        f"   <faultstring>{escape(message)}</faultstring>\n"
+        "  </soapenv:Fault>\n"
+        " </soapenv:Body>\n"
+        "</soapenv:Envelope>\n"
+    ).encode()
+
+
+# --- the endpoint -------------------------------------------------------------------------------
+
+PATH_PREFIX = "/hooks/salesforce/outbound"
+blueprint = Blueprint("salesforce_outbound", __name__)
+
+
+def _soap(body: bytes, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status, headers=headers, content_type=SOAP_CONTENT_TYPE)
+
+
+def _refuse(status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
+    log.info("outbound message refused: %s %s", status, reason)
+    return _soap(fault(reason, server=status >= 500), status, headers)
+
+
+def _path_secret_ok(given: str | None, settings: ServiceSettings) -> bool:
+    expected = settings.outbound_path_secret.get()
+    if not expected:
+        return given is None
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _basic_auth_ok(settings: ServiceSettings) -> bool:
+    if not settings.basic_auth_user:
+        return True
+    auth = request.authorization
+    if auth is None or auth.type != "basic":
+        return False
+    # Both compared, always, in constant time.
+    user_ok = hmac.compare_digest((auth.username or "").encode(), settings.basic_auth_user.encode())
+    password_ok = hmac.compare_digest(
+        (auth.password or "").encode(), settings.basic_auth_password.get().encode()
+    )
+    return user_ok and password_ok
+
+
+@blueprint.post(PATH_PREFIX, defaults={"secret": None})
+@blueprint.post(PATH_PREFIX + "/<secret>")
+def receive(secret: str | None) -> Response:
+    """Store an Outbound Message's notifications in the inbox, then acknowledge it."""
+    rt = runtime()
+    svc = rt.settings.service
+    if not _path_secret_ok(secret, svc):
+        # As if the URL did not exist: no hint that a secret path is in use.
+        return _refuse(404, "not found")
+    if not _basic_auth_ok(svc):
+        return _refuse(
+            401, "authentication required", {"WWW-Authenticate": 'Basic realm="mentorsync"'}
+        )
+    if request.mimetype not in ACCEPTED_TYPES:
+        return _refuse(415, "expected Content-Type text/xml (SOAP 1.1)")
+    body = read_body()  # over max_body_bytes: 413 from Werkzeug
+    try:
+        message = parse(body)
+    except OutboundError as exc:
+        return _refuse(400, str(exc))
+    if not org_matches(message.organization_id, rt.settings.salesforce.org_ids):
+        return _refuse(403, "OrganizationId is not one of salesforce.org_ids")
+    notices = []
+    for index, item in enumerate(message.notifications, 1):
+        kind = kind_for_object(item.object)
+        if kind is None:
+            return _refuse(400, f"Notification {index}: no sync kind handles object {item.object}")
+        notices.append(
+            inbox.Notice(
+                dedup_key=f"sf-outbound:{item.notification_id}",
+                source="salesforce-outbound",
+                kind=kind,
+                object=item.object,
+                record_id=item.record_id,
+                modstamp=item.modstamp,
+            )
+        )
+    try:
+        stored = inbox.store(rt.db, notices)
+    except SQLAlchemyError as exc:
+        # Not acknowledged, so Salesforce delivers it again later.
+        log.error("inbox write failed, outbound message not acknowledged: %s", type(exc).__name__)
+        return _refuse(
+            503, "cannot store the notifications now; retry later", {"Retry-After": "30"}
+        )
+    rt.worker.wake(stored.kinds)
+    log.info(
+        "outbound message %s: %d notifications stored, %d duplicates",
+        message.action_id or "-",
+        stored.stored,
+        stored.duplicates,
+    )
+    return _soap(ACK, 200)
