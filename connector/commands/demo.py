@@ -153,7 +153,7 @@ def demo(members: int, keep: bool) -> None:
 
             _wait_for("Moodle to reflect the three changes", converged, 60)
 
-        _summary(settings, sf, moodle, work, log_dir)
+        _summary(settings, sf, moodle, work if keep else None, log_dir)
         failed = False
     finally:
         if service is not None and service.poll() is None:
@@ -173,7 +173,7 @@ def demo(members: int, keep: bool) -> None:
     console.print(f"[bold green]Demo finished in {time.monotonic() - started:.1f}s.[/]")
 
 
-def _summary(settings: Any, sf: Any, moodle: Any, work: Path, log_dir: Path) -> None:
+def _summary(settings: Any, sf: Any, moodle: Any, kept: Path | None, log_dir: Path) -> None:
     from sqlalchemy import func, select
 
     from connector.state import FailedRecord, InboxEvent, Run, StateDB
@@ -193,15 +193,27 @@ def _summary(settings: Any, sf: Any, moodle: Any, work: Path, log_dir: Path) -> 
     table = Table(title="Member sync: what happened")
     table.add_column("outcome")
     table.add_column("members", justify="right")
-    for key in ("created", "updated", "suspended", "reactivated", "adopted", "conflict", "failed"):
+    for key in (
+        "created", "updated", "suspended", "reactivated", "adopted", "conflicts", "rejected",
+        "failed",
+    ):
         table.add_row(key, str(totals.get(key, 0)))
     console.print(table)
     console.print(
         f"  runs: {len(runs)}, webhook notifications stored: {events}, failed records kept: "
         f"{failed}\n  Moodle calls: {sum(moodle.calls.values())}, Salesforce calls: "
-        f"{sum(sf.calls.values())}\n  Where to look: `mentorsync --config "
-        f"{work / 'mentorsync.toml'} status` (use --keep), service log {log_dir / 'service.log'}"
+        f"{sum(sf.calls.values())}"
     )
+    if kept is None:
+        console.print(
+            "  Where to look: run `mentorsync demo --keep` to keep the state database and logs, "
+            "then `mentorsync --config <dir>/mentorsync.toml status`."
+        )
+    else:
+        console.print(
+            f"  Where to look: `mentorsync --config {kept / 'mentorsync.toml'} status`, "
+            f"service log {log_dir / 'service.log'}"
+        )
 
 
 COMMANDS: list[click.Command] = [demo]
