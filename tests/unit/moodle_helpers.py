@@ -13,7 +13,7 @@ import responses
 from connector.config import MoodleSettings, Secret
 from connector.moodle import MoodleClient
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "moodle"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "moodle-4.5"
 URL = "http://127.0.0.1:8081"
 ENDPOINT = URL + "/webservice/rest/server.php"
 TOKEN = "tok-5ec7e7-do-not-leak-4b1d"

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from connector.cli import main
 from connector.doctor import DEFAULT_SALESFORCE_FIELDS
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "moodle"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "moodle-4.5"
 MOODLE = "http://127.0.0.1:8081"
 INSTANCE = "https://assoc.my.salesforce.com"
 DATA = f"{INSTANCE}/services/data/v59.0"
