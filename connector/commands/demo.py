@@ -152,6 +152,9 @@ def demo(members: int, keep: bool) -> None:
                 )
 
             _wait_for("Moodle to reflect the three changes", converged, 60)
+            # Moodle changes before the run records its counts and write-back: wait for the
+            # inbox to drain and every run to finish, so the summary is complete.
+            _wait_for("the worker's runs to finish", lambda: _settled(settings), 60)
 
         _summary(settings, sf, moodle, work if keep else None, log_dir)
         failed = False
@@ -173,6 +176,28 @@ def demo(members: int, keep: bool) -> None:
     console.print(f"[bold green]Demo finished in {time.monotonic() - started:.1f}s.[/]")
 
 
+def _settled(settings: Any) -> bool:
+    """True when no inbox row is waiting and no run is still going."""
+    from sqlalchemy import func, select
+
+    from connector.state import InboxEvent, Run, StateDB
+
+    db = StateDB(settings.database_url)
+    try:
+        with db.session() as session:
+            waiting = session.scalar(
+                select(func.count())
+                .select_from(InboxEvent)
+                .where(InboxEvent.status.in_(("pending", "leased")))
+            )
+            running = session.scalar(
+                select(func.count()).select_from(Run).where(Run.finished_at.is_(None))
+            )
+    finally:
+        db.dispose()
+    return not waiting and not running
+
+
 def _summary(settings: Any, sf: Any, moodle: Any, kept: Path | None, log_dir: Path) -> None:
     from sqlalchemy import func, select
 
@@ -186,18 +211,21 @@ def _summary(settings: Any, sf: Any, moodle: Any, kept: Path | None, log_dir: Pa
             events = session.scalar(select(func.count()).select_from(InboxEvent)) or 0
     finally:
         db.dispose()
-    totals: dict[str, int] = {}
-    for run in runs:
+    # The first run is the full sync; the ones after it are the worker's, woken by webhooks.
+    first = dict(runs[0].counts or {}) if runs else {}
+    later: dict[str, int] = {}
+    for run in runs[1:]:
         for key, value in (run.counts or {}).items():
-            totals[key] = totals.get(key, 0) + int(value)
+            later[key] = later.get(key, 0) + int(value)
     table = Table(title="Member sync: what happened")
     table.add_column("outcome")
-    table.add_column("members", justify="right")
+    table.add_column("first sync", justify="right")
+    table.add_column("after the changes", justify="right")
     for key in (
         "created", "updated", "suspended", "reactivated", "adopted", "conflicts", "rejected",
         "failed",
     ):
-        table.add_row(key, str(totals.get(key, 0)))
+        table.add_row(key, str(first.get(key, 0)), str(later.get(key, 0)))
     console.print(table)
     console.print(
         f"  runs: {len(runs)}, webhook notifications stored: {events}, failed records kept: "
