@@ -50,6 +50,8 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # urllib3's debug lines carry whole request URLs (SOQL, query strings): keep them out.
+    logging.getLogger("urllib3").setLevel(logging.INFO)
     ctx.obj = AppState(config_path)
 
 
