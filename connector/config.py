@@ -153,6 +153,9 @@ class MembersSettings:
     mass_change_count: int = 100
     # Look-back overlap of the incremental cursor, for clock skew and late commits.
     lookback_seconds: int = 300
+    # Moodle calls a member run keeps in flight at once (lookups; write batches use half).
+    # 1 sends one call at a time, with no background write-back to Salesforce.
+    concurrency: int = 4
 
 
 @dataclass
@@ -357,8 +360,57 @@ def _is_http_url(value: str) -> bool:
     return parsed.scheme in {"http", "https"} and bool(parsed.netloc)
 
 
+# Numeric settings and their smallest allowed value; ">" marks a strict lower bound.
+_MINIMUMS: tuple[tuple[str, float, str], ...] = (
+    ("moodle.connect_timeout", 0, ">"),
+    ("moodle.read_timeout", 0, ">"),
+    ("moodle.retry_max_seconds", 0, ">"),
+    ("moodle.retry_attempts", 1, ">="),
+    ("salesforce.connect_timeout", 0, ">"),
+    ("salesforce.read_timeout", 0, ">"),
+    ("salesforce.retry_max_seconds", 0, ">"),
+    ("salesforce.retry_attempts", 1, ">="),
+    ("programme.student_role_id", 1, ">="),
+    ("programme.mentor_course_role_id", 1, ">="),
+    ("programme.mentor_user_role_id", 1, ">="),
+    ("programme.meeting_hours", 0, ">"),
+    ("programme.min_hours", 0, ">="),
+    ("members.mass_change_count", 0, ">="),
+    ("members.lookback_seconds", 0, ">="),
+    ("service.coalesce_seconds", 0, ">="),
+    ("service.inbox_lease_seconds", 1, ">="),
+    ("service.lock_ttl_seconds", 1, ">="),
+    ("service.retry_max_attempts", 1, ">="),
+    ("service.retry_base_seconds", 1, ">="),
+    ("service.incremental_minutes", 1, ">="),
+)
+# Text settings that must not be empty.
+_REQUIRED_TEXT = (
+    "programme.orientation_course",
+    "programme.programme_course",
+    "programme.programme_code",
+    "members.auth",
+    "service.data_dir",
+)
+
+
+def _check_minimums(settings: Settings) -> None:
+    for key, minimum, op in _MINIMUMS:
+        section, name = key.split(".")
+        value = getattr(getattr(settings, section), name)
+        if op == ">" and not value > minimum:
+            raise ConfigError(key, f"must be greater than {minimum}")
+        if op == ">=" and not value >= minimum:
+            raise ConfigError(key, f"must be at least {minimum}")
+    for key in _REQUIRED_TEXT:
+        section, name = key.split(".")
+        if not str(getattr(getattr(settings, section), name)).strip():
+            raise ConfigError(key, "must not be empty")
+
+
 def validate(settings: Settings) -> None:
     """Check values that types alone do not catch. Raises :class:`ConfigError`."""
+    _check_minimums(settings)
     m = settings.moodle
     if not _is_http_url(m.url):
         raise ConfigError("moodle.url", "not an http(s) URL")
@@ -368,11 +420,6 @@ def validate(settings: Settings) -> None:
         raise ConfigError("moodle.field_margin", "must be between 0 and half of max_input_vars")
     if m.max_batch_items < 1:
         raise ConfigError("moodle.max_batch_items", "must be at least 1")
-    for key in ("connect_timeout", "read_timeout", "retry_max_seconds"):
-        if getattr(m, key) <= 0:
-            raise ConfigError(f"moodle.{key}", "must be greater than 0")
-    if m.retry_attempts < 1:
-        raise ConfigError("moodle.retry_attempts", "must be at least 1")
     if m.ca_bundle and not Path(m.ca_bundle).is_file():
         raise ConfigError("moodle.ca_bundle", f"file not found: {m.ca_bundle}")
 
@@ -413,8 +460,10 @@ def validate(settings: Settings) -> None:
             raise ConfigError(f"programme.{key}", f"must be MM-DD, got {value!r}") from None
     if not p.meeting_activities:
         raise ConfigError("programme.meeting_activities", "must name at least one activity")
-    if p.meeting_hours <= 0:
-        raise ConfigError("programme.meeting_hours", "must be greater than 0")
+    if not all(a.strip() for a in p.meeting_activities):
+        raise ConfigError("programme.meeting_activities", "must not contain an empty name")
+    if len(set(p.meeting_activities)) != len(p.meeting_activities):
+        raise ConfigError("programme.meeting_activities", "names an activity twice")
 
     mem = settings.members
     allowed = {"suspend", "keep", "reactivate"}
@@ -427,8 +476,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError("members.out_of_scope", "must be suspend or keep")
     if not 0 <= mem.mass_change_share <= 1:
         raise ConfigError("members.mass_change_share", "must be between 0 and 1")
-    if mem.lookback_seconds < 0:
-        raise ConfigError("members.lookback_seconds", "must not be negative")
+    if not 1 <= mem.concurrency <= 16:
+        raise ConfigError("members.concurrency", "must be between 1 and 16")
     if mem.field_map and not Path(mem.field_map).is_file():
         raise ConfigError("members.field_map", f"file not found: {mem.field_map}")
 
@@ -443,9 +492,14 @@ def validate(settings: Settings) -> None:
         raise ConfigError("service.max_body_bytes", "must be at least 1024")
     if not 0 <= svc.nightly_hour <= 23:
         raise ConfigError("service.nightly_hour", "must be 0 to 23")
-    if svc.incremental_minutes < 1:
-        raise ConfigError("service.incremental_minutes", "must be at least 1")
-    if ":" not in svc.bind:
+    host, _, port = svc.bind.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
         raise ConfigError("service.bind", "must be host:port")
+    for key in ("database_url", "queue_url"):
+        url = getattr(svc, key)
+        if url and "://" not in url:
+            raise ConfigError(f"service.{key}", "must be a URL such as sqlite:///path")
+    if svc.basic_auth_user and not svc.basic_auth_password:
+        raise ConfigError("service.basic_auth_password", "required with service.basic_auth_user")
     if svc.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError("service.log_level", "must be DEBUG, INFO, WARNING or ERROR")

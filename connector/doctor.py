@@ -210,6 +210,13 @@ def check_salesforce(settings: Settings, salesforce: Any) -> list[Check]:
                 "wait for the daily budget to reset, or raise salesforce.max_budget_share",
             )
         )
+    except SalesforceError as exc:
+        checks.append(
+            Check(
+                "salesforce", "API budget", "fail", f"cannot read the limits ({exc.error_code})",
+                "give the integration user the API Enabled and View Setup permissions",
+            )
+        )
     for obj, fields in sorted(required_salesforce_fields(settings).items()):
         checks.extend(_check_object(salesforce, obj, fields))
     return checks

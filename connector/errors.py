@@ -45,9 +45,16 @@ class UnknownOutcomeError(MentorsyncError):
     """A write was sent but no answer came back (read timeout): it may or may not have happened.
 
     Never retried blindly; the caller re-reads the target to learn what happened.
+    ``operation`` names the call (a Moodle wsfunction such as ``core_user_create_users``, or a
+    Salesforce operation such as ``collections.create``); ``wsfunction`` is set for Moodle calls.
     """
 
     action = Action.RETRY
+
+    def __init__(self, message: str = "", *, operation: str = "", wsfunction: str = "") -> None:
+        super().__init__(message)
+        self.wsfunction = wsfunction
+        self.operation = operation or wsfunction
 
 
 # --- Moodle --------------------------------------------------------------------------------
@@ -67,13 +74,21 @@ class MoodleError(MentorsyncError):
         exception: str = "",
         upstream_message: str = "",
         debuginfo: str = "",
+        *,
+        hint: str = "",
     ) -> None:
         self.wsfunction = wsfunction
         self.errorcode = errorcode
         self.exception = exception
         self.upstream_message = upstream_message
         self.debuginfo = debuginfo
+        # What the admin should do; mentorsync's own words, so it may go in str() and logs.
+        self.hint = hint
         super().__init__(f"Moodle {wsfunction}: {errorcode}")
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return f"{base} ({self.hint})" if self.hint else base
 
 
 class MoodleTransientError(MoodleError):
@@ -95,14 +110,6 @@ class MoodleConfigurationError(MoodleError):
     (the role is not in the integration user's allowed assignments). ``hint`` says what to enable.
     """
 
-    def __init__(self, *args: str, hint: str = "") -> None:
-        super().__init__(*args)
-        self.hint = hint
-
-    def __str__(self) -> str:
-        base = super().__str__()
-        return f"{base} ({self.hint})" if self.hint else base
-
 
 class MoodleRecordError(MoodleError):
     """Moodle refused the data of this call.
@@ -120,7 +127,7 @@ class MoodleProtocolError(MoodleError):
     """Moodle answered something that is not its web-service protocol (XML, a 303 redirect page).
 
     Usually a wrong URL (the Host must be the site's wwwroot) or a missing
-    ``moodlewsrestformat=json``. Stop: this is a configuration problem.
+    ``moodlewsrestformat=json``. Stop: this is a configuration problem; ``hint`` says what to fix.
     """
 
 

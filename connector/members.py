@@ -8,8 +8,9 @@ plan in batches (:mod:`connector.members_apply`) and writes outcomes back to the
 What a run reads:
 
 - ``incremental``: Contacts changed since the cursor ``members:Contact`` (with the look-back
-  overlap, up to the run's start), in scope or still linked (``scope OR LMS_User_Id__c != null``,
-  so a Contact that left scope is seen and its account handled); Contacts deleted since the
+  overlap, up to the run's start), in scope, still linked or with a sync status (``scope OR
+  LMS_User_Id__c != null OR LMS_Sync_Status__c != null``, so a Contact that left scope is seen,
+  its account handled and a stale status cleared); Contacts deleted since the
   cursor (``getDeleted``, then ``queryAll`` for their ``MasterRecordId``). Without a cursor an
   incremental run reads everything, like a full one. (Failed records due for retry are run by
   the worker in ``ids`` mode; each is either cleared or failed again.)
@@ -18,8 +19,15 @@ What a run reads:
 
 Streaming and memory: Contacts are streamed page by page and planned in chunks of
 ``CHUNK_SIZE`` (a multiple of Moodle's per-call item ceiling, so lookups come in full calls); the
-plan goes to an on-disk spool (:mod:`connector.members_spool`), not to memory. Applying reads the
-spool back in order. Memory stays flat as the member count grows.
+plan goes to an on-disk spool (:mod:`connector.members_spool`: a private temp directory, deleted
+when the run ends), not to memory. Applying reads the spool back in order. Memory stays flat as
+the member count grows. ``members.concurrency`` (default 4) is how many Moodle calls are in
+flight at once; the calls themselves are the same whatever it is.
+
+Adoption: an existing account without ``idnumber`` is linked only when it is the one match of
+the member's email or username, and no other Contact read in the same run has that email (two
+people sharing an address cannot tell Moodle which of them the account is): otherwise every
+Contact concerned gets ``conflict:ambiguous_match`` and the account is left alone.
 
 Merges: the merged-away Contact's account is re-pointed to the survivor (its ``idnumber`` becomes
 the survivor's Id) when the survivor has no account; otherwise it is handled like a deletion
@@ -143,13 +151,6 @@ class _Failed:
 class MembersRun:
     """One run of the member sync."""
 
-    # Moodle lookups and Moodle write batches in flight at once, and whether write-backs to
-    # Salesforce are sent from a background thread while Moodle is written. Only waiting
-    # overlaps; the calls are the same (see connector.members_lookup).
-    LOOKUP_THREADS = 4
-    WRITE_THREADS = 2
-    BACKGROUND_WRITEBACK = True
-
     def __init__(
         self, ctx: Context, request: SyncRequest, progress: ProgressHook | None = None
     ) -> None:
@@ -169,8 +170,17 @@ class MembersRun:
         self.counts: collections.Counter[str] = collections.Counter()
         # Values looked up in Moodle per field (what the benchmark's minimum is computed from).
         self.lookups: collections.Counter[str] = collections.Counter()
-        self.spool = PlanSpool()
-        self.lookup = ParallelLookup(ctx.moodle, self.LOOKUP_THREADS)
+        # Moodle calls in flight at once (members.concurrency): lookups use all of it, write
+        # batches half, and with more than one, write-backs to Salesforce are sent from a
+        # background thread while Moodle is written. Only waiting overlaps; the calls are the
+        # same (see connector.members_lookup).
+        concurrency = max(1, int(settings.members.concurrency))
+        self.lookup_threads = concurrency
+        self.write_threads = max(1, concurrency // 2)
+        self.background_writeback = concurrency > 1
+        # Made when the run starts and always closed when it ends (see members_spool).
+        self._spool: PlanSpool | None = None
+        self.lookup = ParallelLookup(ctx.moodle, self.lookup_threads)
         # Merge survivors without an account -> (the merged-away Contact's account, its Id).
         self.repoint: dict[str, tuple[Account, str]] = {}
         self.full_scan = False
@@ -188,9 +198,17 @@ class MembersRun:
 
     # --- the run ------------------------------------------------------------------------------
 
+    @property
+    def spool(self) -> PlanSpool:
+        """This run's plan spool."""
+        if self._spool is None:
+            raise RuntimeError("the plan spool exists only while the run executes")
+        return self._spool
+
     def execute(self) -> RunResult:
         """Plan, guard, apply, write back, record; see :class:`MembersSync`."""
         try:
+            self._spool = PlanSpool()
             return self._execute()
         finally:
             self._release()
@@ -271,7 +289,8 @@ class MembersRun:
             if self._writeback is not None:
                 self._writeback.close()
         finally:
-            self.spool.close()
+            if self._spool is not None:
+                self._spool.close()
 
     def _finish(
         self, run_id: int, status: str, reason: str | None, cursor: dt.datetime | None = None
@@ -321,13 +340,18 @@ class MembersRun:
         for survivor, (account, loser) in list(self.repoint.items()):
             self._add(plan_gone(loser, account, self.policy, note=f"survivor {survivor} gone"))
         self.repoint.clear()
+        refused = self.spool.refuse_shared_adoptions()
+        if refused:
+            log.warning("%d adoptions refused: their email is shared by contacts", len(refused))
         self.counts["planned"] = len(self.spool)
 
     def _where(self) -> str:
-        """In scope, or still linked (so a Contact that left scope is seen)."""
+        """In scope, or still linked or with a sync status (so a Contact that left scope is
+        seen: its account is handled and a stale status or error cleared)."""
         scope = self.fieldmap.scope_soql()
-        user_id = self.fieldmap.writeback.get("user_id")
-        return f"({scope}) OR {user_id} != null" if user_id else scope
+        marks = [self.fieldmap.writeback.get(k) for k in ("user_id", "status")]
+        extra = "".join(f" OR {name} != null" for name in marks if name)
+        return f"({scope}){extra}" if extra else scope
 
     def _plan_deleted(self, since: dt.datetime | None, run_start: dt.datetime) -> None:
         """Plan for Contacts deleted or merged away (since the cursor, or in the recycle bin)."""
@@ -471,6 +495,7 @@ class MembersRun:
         members = [self._member(row) for row in rows]
         self.counts["read"] += len(members)
         self.spool.mark_seen(m.contact_id for m in members)
+        self.spool.note_emails((m.desired.email, m.contact_id) for m in members if m.desired)
         if linked is None:
             linked = self._accounts_by_idnumber([m.contact_id for m in members])
         # Emails and usernames to look up: for accounts to adopt, and changed emails to check.
@@ -513,6 +538,10 @@ class MembersRun:
                 action = plan_unlinked(
                     m, list(candidates.values()), self.policy, self.spool.claimed
                 )
+                if action.kind == ADOPT and m.desired is not None:
+                    # Undone after planning if another Contact of the run has this email too.
+                    self.spool.add(action, adopted_email=m.desired.email)
+                    continue
             self._add(action)
         self._tick(len(rows))
 
@@ -608,9 +637,9 @@ class MembersRun:
             self.ctx.salesforce,
             fm.sobject,
             self._writeback_result,
-            background=self.BACKGROUND_WRITEBACK,
+            background=self.background_writeback,
         )
-        applier = MoodleApplier(self.ctx.moodle, self._settle, self.WRITE_THREADS)
+        applier = MoodleApplier(self.ctx.moodle, self._settle, self.write_threads)
         self._applier = applier
         self._done, self._total = 0, len(self.spool)
         for action in self.spool:

@@ -236,7 +236,8 @@ def update_batch(moodle: Any, actions: list[Action], unknown: int = 0) -> list[O
         try:
             refused[int(warning.get("itemid"))] = str(warning.get("warningcode") or "")
         except (TypeError, ValueError):
-            log.warning("moodle update warning without a user id: %s", warning.get("warningcode"))
+            code = error_code("moodle", str(warning.get("warningcode") or ""))
+            log.warning("moodle update warning without a user id: %s", code)
     return [
         Outcome(a, a.moodle_id, error_code("moodle", refused[a.moodle_id]), UPDATE_FUNCTION)
         if a.moodle_id in refused

@@ -42,6 +42,8 @@ def read_values(record: Mapping[str, Any], writeback_fields: Mapping[str, str]) 
     for key in ("user_id", "status", "error"):
         name = writeback_fields.get(key, "")
         value = record.get(name) if name else None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # a Number field: 42.0 is the id 42, not a change
         values[key] = "" if value is None else str(value)
     return values
 
@@ -50,7 +52,8 @@ def target_values(outcome: Outcome) -> dict[str, str] | None:
     """What the write-back fields should say after ``outcome``; None when nothing is to say.
 
     Nothing is said for a deleted Contact, and for one with neither an account nor a problem
-    (out of scope, or a lapsed member never given an account).
+    (out of scope, or a lapsed member never given an account); but a link, status or error
+    left from an earlier run is then cleared, so staff do not chase what is gone.
     """
     action: Action = outcome.action
     read = action.writeback
@@ -59,6 +62,9 @@ def target_values(outcome: Outcome) -> dict[str, str] | None:
     code = outcome.error or action.code
     moodle_id = outcome.moodle_id
     if action.kind == SKIP or (moodle_id is None and not code):
+        if any(read.get(k) for k in ("user_id", "status", "error")):
+            # No account carries this Contact's Id any more: the old link is stale too.
+            return {"user_id": "", "status": "", "error": ""}
         return None
     if code:
         status = CONFLICT if code.startswith("conflict:") else FAILED

@@ -108,6 +108,19 @@ _TRANSIENT_CODES = frozenset({"sitemaintenance"})
 _CODE_SHAPE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 # Gateways that may have passed the request on before failing: on a write, outcome unknown.
 _GATEWAY_STATUSES = frozenset({502, 504})
+# What to fix when the answer is not the web-service protocol (MoodleProtocolError.hint).
+_REDIRECT_HINT = (
+    "moodle.url must be the site's wwwroot exactly (scheme, host, port and path, as $CFG->wwwroot "
+    "in Moodle's config.php): Moodle redirects any other address"
+)
+_XML_HINT = (
+    "the REST protocol must answer JSON: mentorsync sends moodlewsrestformat=json, so a proxy or "
+    "a rewrite in front of moodle.url is dropping the form body"
+)
+_STATUS_HINT = (
+    "check that moodle.url is the site's wwwroot and that the REST protocol is enabled (Site "
+    "administration > Server > Web services > Manage protocols)"
+)
 
 
 def missing_functions(site_info: Mapping[str, Any]) -> list[str]:
@@ -226,7 +239,8 @@ class MoodleClient:
         if write:
             log.warning("moodle %s: %s on a write, outcome unknown", wsfunction, code)
             raise UnknownOutcomeError(
-                f"Moodle {wsfunction}: {code} after sending a write; re-read before retrying"
+                f"Moodle {wsfunction}: {code} after sending a write; re-read before retrying",
+                wsfunction=wsfunction,
             ) from exc
         raise MoodleTransientError(wsfunction, code) from exc
 
@@ -238,25 +252,26 @@ class MoodleClient:
             log.error(
                 "moodle %s: HTTP %d redirect, moodle.url is not the wwwroot", wsfunction, status
             )
-            raise MoodleProtocolError(wsfunction, f"redirect{status}")
+            raise MoodleProtocolError(wsfunction, f"redirect{status}", hint=_REDIRECT_HINT)
         if status == 403:
             # The REST server answers a bare 403 when web services or REST are disabled.
             raise _configuration_error(wsfunction, f"http{status}", body, "webservicesnotenabled")
         if write and status in _GATEWAY_STATUSES:
             log.warning("moodle %s: HTTP %d on a write, outcome unknown", wsfunction, status)
             raise UnknownOutcomeError(
-                f"Moodle {wsfunction}: HTTP {status} from a gateway on a write; re-read first"
+                f"Moodle {wsfunction}: HTTP {status} from a gateway on a write; re-read first",
+                wsfunction=wsfunction,
             )
         if status >= 500 or status == 429:
             raise MoodleTransientError(wsfunction, f"http{status}")
         if status != 200:
-            raise MoodleProtocolError(wsfunction, f"http{status}")
+            raise MoodleProtocolError(wsfunction, f"http{status}", hint=_STATUS_HINT)
         content = response.content
         if "xml" in response.headers.get("Content-Type", "") or content.lstrip().startswith(
             b"<?xml"
         ):
             log.error("moodle %s: XML answer, moodlewsrestformat=json not honoured", wsfunction)
-            raise MoodleProtocolError(wsfunction, "xmlresponse")
+            raise MoodleProtocolError(wsfunction, "xmlresponse", hint=_XML_HINT)
         try:
             data = json.loads(content)
         except ValueError:
@@ -264,7 +279,8 @@ class MoodleClient:
                 # Moodle may have done the work, then printed a PHP notice before the JSON.
                 log.warning("moodle %s: non-JSON answer to a write, outcome unknown", wsfunction)
                 raise UnknownOutcomeError(
-                    f"Moodle {wsfunction}: non-JSON answer to a write; re-read before retrying"
+                    f"Moodle {wsfunction}: non-JSON answer to a write; re-read before retrying",
+                    wsfunction=wsfunction,
                 ) from None
             raise MoodleTransientError(wsfunction, "notjson") from None
         if isinstance(data, dict) and "exception" in data and "errorcode" in data:

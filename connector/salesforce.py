@@ -9,6 +9,15 @@ simple-salesforce builds the REST URLs and sends the requests, over our own ``re
   :class:`RecordResult` per input record: per-record errors are data, not exceptions;
 - errors classified on the ``errorCode`` of the JSON body, retried with tenacity when passing,
   one re-login on ``INVALID_SESSION_ID`` (simple-salesforce's own re-login can loop);
+- the write rule (as the Moodle client's): a create is not idempotent, so when it may have
+  happened without an answer (read timeout, connection lost after sending, HTTP 502/504 from a
+  gateway, a 2xx that is not JSON) it raises :class:`UnknownOutcomeError` and is not retried.
+  Salesforce documents 503 as "the server is unavailable to handle the request" and 500 as "an
+  error has occurred within Lightning Platform, so the request couldn't be completed" (the
+  transaction rolls back), so those, like 429, ``UNABLE_TO_LOCK_ROW`` and concurrent
+  ``REQUEST_LIMIT_EXCEEDED``, are retried even for a create. Updates by Id and upserts by
+  external id set fields to values: repeating them is harmless, so every passing fault is
+  retried for them, as for reads;
 - the daily API budget from ``Sforce-Limit-Info`` on every response.
 
 Logs hold operation names, status and error codes and record counts: never bodies, SOQL, URLs
@@ -50,6 +59,9 @@ T = TypeVar("T")
 
 # sObject Collections take at most 200 records per call.
 COLLECTION_SIZE = 200
+# Gateways (Salesforce's edge, a corporate proxy) that may have passed the request on before
+# failing: a create behind one may have happened.
+GATEWAY_STATUSES = frozenset({502, 504})
 # Ids per "Id IN (...)" query, and the most URL-encoded SOQL characters per GET: Salesforce
 # refuses request URIs over 16,384 bytes, and the path and host need room too.
 IDS_PER_QUERY = 300
@@ -155,7 +167,7 @@ class SalesforceClient:
         if self.settings.auth == "session":
             result = exchange()  # no HTTP call: nothing to count or retry
         else:
-            result = self._retrying("login", exchange, write=False)
+            result = self._retrying("login", exchange, idempotent=True)
         self.org_id = result.org_id
         # Direct session access: simple-salesforce makes no login call and, having no login
         # partial, never re-logs in (and so never loops) on a 401; that is handled in _call.
@@ -380,7 +392,8 @@ class SalesforceClient:
                     lambda sf, p=payload: sf.restful(
                         path, method=method, data=p, **self._request_kwargs
                     ),
-                    write=True,
+                    # Update by Id and upsert by external id can be repeated; a create cannot.
+                    idempotent=op != "collections.create",
                 )
                 if not isinstance(answer, list) or len(answer) != len(chunk):
                     # Sent and accepted, but the outcome per record cannot be told.
@@ -406,9 +419,16 @@ class SalesforceClient:
     # --- the request path --------------------------------------------------------------------
 
     def _call(
-        self, op: str, send: Callable[[simple_salesforce.Salesforce], T], *, write: bool = False
+        self,
+        op: str,
+        send: Callable[[simple_salesforce.Salesforce], T],
+        *,
+        idempotent: bool = True,
     ) -> T:
         """Run one API operation: log in if needed, retry passing faults, re-login once.
+
+        ``idempotent=False`` (a create) applies the write rule: a failure that may have come
+        after Salesforce did the work raises :class:`UnknownOutcomeError`, unretried.
 
         A second ``INVALID_SESSION_ID`` right after a fresh login means the credentials or the
         session policy are wrong: it is raised as :class:`SalesforceAuthError`.
@@ -421,7 +441,7 @@ class SalesforceClient:
             if connection is None:  # pragma: no cover  (login() sets it or raises)
                 raise SalesforceAuthError("NOT_LOGGED_IN", context=op)
             try:
-                return self._retrying(op, lambda c=connection: send(c), write=write)
+                return self._retrying(op, lambda c=connection: send(c), idempotent=idempotent)
             except SalesforceAuthError as exc:
                 if exc.error_code != "INVALID_SESSION_ID" or relogged:
                     raise
@@ -435,13 +455,14 @@ class SalesforceClient:
                 relogged = True
                 self._sf = None
 
-    def _retrying(self, op: str, attempt: Callable[[], T], *, write: bool) -> T:
+    def _retrying(self, op: str, attempt: Callable[[], T], *, idempotent: bool) -> T:
         """Call ``attempt`` with tenacity: passing faults are retried, with backoff and jitter."""
         retryer = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(SalesforceTransientError),
             stop=(
                 tenacity.stop_after_attempt(self.settings.retry_attempts)
-                | tenacity.stop_after_delay(self.settings.retry_max_seconds)
+                # Never start a wait that would end past the total budget.
+                | tenacity.stop_before_delay(self.settings.retry_max_seconds)
             ),
             wait=tenacity.wait_random_exponential(
                 multiplier=0.5, max=min(30.0, self.settings.retry_max_seconds)
@@ -450,14 +471,23 @@ class SalesforceClient:
             before_sleep=lambda state: _log_retry(op, state),
             reraise=True,
         )
-        return retryer(self._attempt, op, attempt, write)
+        return retryer(self._attempt, op, attempt, idempotent)
 
-    def _attempt(self, op: str, attempt: Callable[[], T], write: bool) -> T:
+    def _attempt(self, op: str, attempt: Callable[[], T], idempotent: bool) -> T:
         """One HTTP call, with every failure turned into a mentorsync error."""
         self.calls[op] += 1
         try:
             return attempt()
         except LibraryError as exc:
+            if not idempotent and exc.status in GATEWAY_STATUSES:
+                log.warning(
+                    "salesforce %s: HTTP %s from a gateway, outcome unknown", op, exc.status
+                )
+                raise UnknownOutcomeError(
+                    f"Salesforce {op}: HTTP {exc.status} from a gateway; the write may or may not"
+                    " have happened",
+                    operation=op,
+                ) from None
             error = classify(op, exc.status, exc.content)
             log.warning("salesforce %s: HTTP %s %s", op, exc.status, error.error_code)
             raise error from None
@@ -469,10 +499,11 @@ class SalesforceClient:
         except requests.RequestException as exc:
             # Includes a non-JSON body answered with 2xx (requests' JSONDecodeError).
             kind = type(exc).__name__
-            if write and not _never_sent(exc):
+            if not idempotent and not _never_sent(exc):
                 log.warning("salesforce %s: %s after sending, outcome unknown", op, kind)
                 raise UnknownOutcomeError(
-                    f"Salesforce {op}: {kind}; the write may or may not have happened"
+                    f"Salesforce {op}: {kind}; the write may or may not have happened",
+                    operation=op,
                 ) from None
             log.warning("salesforce %s: %s", op, kind)
             raise SalesforceTransientError(kind, context=op) from None

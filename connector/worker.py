@@ -11,8 +11,9 @@ How the pieces fit:
 - ``tick`` is the only periodic task, every minute, on the one machine whose consumer runs with
   periodic tasks (``service.scheduler = true``). It sweeps the inbox (rows whose task was lost
   with a killed worker, or whose backoff is over, are drained again), enqueues the incremental
-  run of every kind every ``service.incremental_minutes``, the full reconcile at
-  ``service.nightly_hour`` (in ``programme.timezone``), and the retry of due failed records.
+  run of every kind every ``service.incremental_minutes``, the full reconcile once a night
+  (at ``service.nightly_hour`` in ``programme.timezone``, or at the first tick in the three hours
+  after it), and the retry of due failed records.
 - Every run of a kind holds the lock ``kind:<name>`` (a row in the state database with an
   expiry, renewed from the run's progress hook), so two runs of one kind never overlap, on any
   machine. A lock left by a killed worker expires after ``service.lock_ttl_seconds``.
@@ -29,6 +30,7 @@ import datetime as dt
 import logging
 import threading
 import time
+import traceback
 import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -54,12 +56,26 @@ DRAIN_BATCH = 1000
 # A nightly full run that finds its kind busy is retried this often, this many times.
 FULL_RETRY_SECONDS = 60
 FULL_RETRY_TIMES = 120
+# The nightly full reconcile may start this long after service.nightly_hour (see _nightly_due).
+NIGHTLY_WINDOW = dt.timedelta(hours=3)
 # On SIGTERM, running tasks get this long to finish before the consumer stops anyway.
 SHUTDOWN_SECONDS = 30.0
 # Key-value rows the worker keeps for /metrics.
 KV_API_CALLS = "metrics:api_calls"
 KV_SF_BUDGET = "metrics:salesforce_budget"
 KV_TASK_ERRORS = "metrics:task_errors"
+
+
+class KindCrashed(Exception):
+    """A sync kind raised something other than a mentorsync error: a bug.
+
+    Raised in place of the original, which is logged by class and traceback frames only: its
+    message may quote record data (a ``KeyError`` on an email), and Huey logs what a task raises.
+    """
+
+    def __init__(self, kind: str, code: str) -> None:
+        self.code = code
+        super().__init__(f"a run of {kind} raised {code} (see the log line before)")
 
 
 class RunFailed(Exception):
@@ -240,7 +256,9 @@ class Worker:
             if self._due_once(f"schedule:{kind}:incremental", now, svc.incremental_minutes):
                 self.run_task(kind, "incremental")
                 enqueued["incremental"].append(kind)
-            if local.hour == svc.nightly_hour and self._claim_day(f"schedule:{kind}:full", local):
+            if _nightly_due(local, svc.nightly_hour) and self._claim_day(
+                f"schedule:{kind}:full", local
+            ):
                 self.run_task(kind, "full")
                 enqueued["full"].append(kind)
             with self.db.session() as session:
@@ -354,9 +372,12 @@ class Worker:
             self._count_task_error(sync_kind.name)
             log.error("%s run of %s failed: %s", request.mode, sync_kind.name, exc)
             raise RunFailed(error_code(exc)) from exc
-        except Exception:
+        except Exception as exc:  # noqa: BLE001  (a kind's bug: re-raised as KindCrashed)
             self._count_task_error(sync_kind.name)
-            raise
+            code = type(exc).__name__
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            log.error("%s run of %s raised %s\n%s", request.mode, sync_kind.name, code, frames)
+            raise KindCrashed(sync_kind.name, code) from None
         finally:
             self._record_api_usage(ctx)
         log.info(
@@ -380,10 +401,9 @@ class Worker:
             return False
         except Exception as exc:
             # Our bug or a kind's: back off (so the rows are not lost or hot-looped), then let
-            # Huey log the traceback.
-            inbox.back_off(
-                self.db, leased.row_ids, type(exc).__name__, delay, svc.retry_max_attempts
-            )
+            # Huey log that the task failed.
+            code = exc.code if isinstance(exc, KindCrashed) else type(exc).__name__
+            inbox.back_off(self.db, leased.row_ids, code, delay, svc.retry_max_attempts)
             raise
         if result.status == "stopped":
             inbox.back_off(
@@ -464,6 +484,17 @@ class Worker:
             _put(session, KV_API_CALLS, totals)
             if budget is not None:
                 _put(session, KV_SF_BUDGET, {"used": int(budget.used), "limit": int(budget.limit)})
+
+
+def _nightly_due(local: dt.datetime, hour: int) -> bool:
+    """Whether ``local`` is in the nightly window: ``hour`` o'clock until three hours later.
+
+    A window, not the hour itself: on the night a clock jumps forward over that hour (2:00 in
+    many zones), the hour never comes, and a scheduler that was down at the hour catches up.
+    ``_claim_day`` keeps it to one run a day. (Same-zone subtraction is wall-clock time.)
+    """
+    start = local.replace(hour=hour, minute=0, second=0, microsecond=0)
+    return dt.timedelta(0) <= local - start < NIGHTLY_WINDOW
 
 
 def _put(session: Any, key: str, value: Any) -> None:

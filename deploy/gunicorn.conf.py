@@ -41,3 +41,10 @@ forwarded_allow_ips = "127.0.0.1"
 control_socket_disable = True
 
 proc_name = "mentorsync-web"
+
+
+def on_starting(server: object) -> None:
+    """gunicorn logs request lines it cannot parse: take the secret path segment out of them."""
+    from webhooks import logs
+
+    logs.install()

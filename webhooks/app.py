@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +24,7 @@ from connector.config import Settings, load_settings
 from connector.errors import ConfigError
 from connector.worker import Worker
 from webhooks import outbound
-from webhooks.runtime import EXTENSION, Runtime, runtime
+from webhooks.runtime import EXTENSION, Runtime, configured_objects, runtime
 from webhooks.signing import decode_secret
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def create_app(
         worker=worker,
         salesforce_event_keys=salesforce_keys,
         moodle_event_keys=moodle_keys,
+        configured_objects=configured_objects(settings),
     )
 
     from webhooks import events, health
@@ -113,8 +115,16 @@ def _http_error(exc: HTTPException) -> Response:
 
 
 def _unexpected_error(exc: Exception) -> Response:
-    """Our own bug: log it with its traceback (no request data), answer a plain 500."""
-    log.exception("unhandled error on %s %s", request.method, request.url_rule)
+    """Our own bug: log where it happened, answer a plain 500.
+
+    The log has the exception's class and the traceback's frames, not its message: a message
+    may quote request data (a name, an email), which never goes to the log. The route is the
+    rule (``.../outbound/<secret>``), never the path.
+    """
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error(
+        "unhandled %s on %s %s\n%s", type(exc).__name__, request.method, request.url_rule, frames
+    )
     if _wants_soap():
         return Response(
             outbound.fault("internal error", server=True),

@@ -7,7 +7,7 @@ Salesforce (a Flow, Apex, or a Change Data Capture relay)::
 
     {"object": "Contact", "ids": ["0035e00000AbCdEAAV", ...], "changeType": "UPDATE"}
 
-``object`` routes to a sync kind by :func:`connector.sync.kind_for_object`. ``ids`` must not be
+``object`` routes to a sync kind by :func:`webhooks.runtime.kind_for`. ``ids`` must not be
 empty (gap and overflow events carry none; the incremental sweep covers those).
 
 Moodle (the event observer of the mentorsync Moodle plugin), one event or a list of them, with
@@ -35,9 +35,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from connector.sync import kind_for_object
 from webhooks import inbox
-from webhooks.runtime import read_body, runtime
+from webhooks.runtime import kind_for, read_body, runtime
 from webhooks.signing import SignatureError, verify
 
 log = logging.getLogger(__name__)
@@ -46,10 +45,11 @@ blueprint = Blueprint("events", __name__)
 
 MAX_IDS = 10_000
 MAX_MOODLE_EVENTS = 1_000
-_SF_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
-_OBJECT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
-_CHANGE_TYPE = re.compile(r"^[A-Z_]{1,40}$")
-_EVENT_NAME = re.compile(r"^\\?[A-Za-z0-9_]+(\\[A-Za-z0-9_]+){0,8}$")
+# Used with fullmatch(): "$" would let a trailing newline through.
+_SF_ID = re.compile(r"[A-Za-z0-9]{15}([A-Za-z0-9]{3})?")
+_OBJECT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}")
+_CHANGE_TYPE = re.compile(r"[A-Z_]{1,40}")
+_EVENT_NAME = re.compile(r"\\?[A-Za-z0-9_]+(\\[A-Za-z0-9_]+){0,8}")
 
 
 class PayloadError(ValueError):
@@ -73,7 +73,7 @@ def parse_salesforce_event(data: Any) -> tuple[str, tuple[str, ...]]:
     if not isinstance(data, dict):
         raise PayloadError("body must be a JSON object")
     obj = data.get("object")
-    if not isinstance(obj, str) or not _OBJECT_NAME.match(obj):
+    if not isinstance(obj, str) or not _OBJECT_NAME.fullmatch(obj):
         raise PayloadError("object must be an object API name such as Contact")
     ids = data.get("ids")
     if not isinstance(ids, list) or not ids:
@@ -81,10 +81,10 @@ def parse_salesforce_event(data: Any) -> tuple[str, tuple[str, ...]]:
     if len(ids) > MAX_IDS:
         raise PayloadError(f"ids holds more than {MAX_IDS} Ids")
     for index, value in enumerate(ids):
-        if not isinstance(value, str) or not _SF_ID.match(value):
+        if not isinstance(value, str) or not _SF_ID.fullmatch(value):
             raise PayloadError(f"ids[{index}] is not a 15- or 18-character Salesforce Id")
     change = data.get("changeType")
-    if change is not None and (not isinstance(change, str) or not _CHANGE_TYPE.match(change)):
+    if change is not None and (not isinstance(change, str) or not _CHANGE_TYPE.fullmatch(change)):
         raise PayloadError("changeType must be an upper-case word such as UPDATE")
     return obj, tuple(dict.fromkeys(ids))
 
@@ -94,7 +94,8 @@ def _whole(event: dict[str, Any], field: str, where: str) -> int | None:
     value = event.get(field)
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.isdigit():
+    # isascii(): str.isdigit() is also true for "²" (superscript two), which int() refuses.
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise PayloadError(f"{where}.{field} must be a whole number")
@@ -114,7 +115,7 @@ def parse_moodle_events(data: Any) -> list[tuple[str, str]]:
         if not isinstance(event, dict):
             raise PayloadError(f"{where} must be a JSON object")
         name = event.get("eventname")
-        if not isinstance(name, str) or not _EVENT_NAME.match(name):
+        if not isinstance(name, str) or not _EVENT_NAME.fullmatch(name):
             raise PayloadError(f"{where}.eventname must be a Moodle event class name")
         userid = _whole(event, "userid", where)
         if userid is None:
@@ -133,7 +134,7 @@ def parse_moodle_events(data: Any) -> list[tuple[str, str]]:
 
 def moodle_kind(eventname: str) -> str | None:
     """The sync kind for a Moodle event: ``moodle:<eventname>`` first, then ``moodle``."""
-    return kind_for_object(f"moodle:{eventname}") or kind_for_object("moodle")
+    return kind_for(f"moodle:{eventname}") or kind_for("moodle")
 
 
 def _signed_json(keys: list[bytes], setting: str) -> tuple[str, Any] | Response:
@@ -189,7 +190,7 @@ def _handle(
 
 def _salesforce_notices(msg_id: str, data: Any) -> list[inbox.Notice]:
     obj, ids = parse_salesforce_event(data)
-    kind = kind_for_object(obj)
+    kind = kind_for(obj)
     if kind is None:
         raise LookupError(f"no sync kind handles object {obj}")
     prefix = f"sf-events:{_key_part(msg_id)}"

@@ -63,13 +63,21 @@ def readyz() -> Response:
 def _number(value: float) -> str:
     if value != value:  # NaN
         return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
     if float(value).is_integer():
         return str(int(value))
     return repr(float(value))
 
 
 def _label(value: object) -> str:
+    """A label value escaped as the text format wants: backslash, double quote, line feed."""
     return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _help(text: str) -> str:
+    """HELP text escaped as the text format wants: backslash and line feed."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
 class _Exposition:
@@ -85,7 +93,7 @@ class _Exposition:
         help_text: str,
         samples: Iterable[tuple[dict[str, object], float]],
     ) -> None:
-        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# HELP {name} {_help(help_text)}")
         self.lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
             label_text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())

@@ -24,9 +24,8 @@ from flask import Blueprint, Response, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.config import ServiceSettings
-from connector.sync import kind_for_object
 from webhooks import inbox
-from webhooks.runtime import read_body, runtime
+from webhooks.runtime import kind_for, read_body, runtime
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +48,10 @@ SOAP_CONTENT_TYPE = "text/xml; charset=utf-8"
 # Media types accepted for the request body (Salesforce sends text/xml; charset=utf-8).
 ACCEPTED_TYPES = frozenset({"text/xml", "application/xml", "application/soap+xml"})
 
-_SF_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
-_OBJECT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
-_MODSTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T[0-9:.]+(Z|[+-]\d{2}:?\d{2})?$")
+# Used with fullmatch(): "$" would let a trailing newline through, and \d any Unicode digit.
+_SF_ID = re.compile(r"[A-Za-z0-9]{15}([A-Za-z0-9]{3})?")
+_OBJECT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}")
+_MODSTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9]{2}:?[0-9]{2})?")
 
 
 class OutboundError(ValueError):
@@ -123,7 +123,7 @@ def parse(body: bytes) -> OutboundMessage:
     if notifications is None:
         raise OutboundError(f"Body has no notifications element in namespace {OUTBOUND_NS}")
     org_id = _text(notifications, "OrganizationId")
-    if not _SF_ID.match(org_id):
+    if not _SF_ID.fullmatch(org_id):
         raise OutboundError("notifications/OrganizationId is missing or not a Salesforce Id")
     items: list[Notification] = []
     for index, element in enumerate(notifications.findall(f"{{{OUTBOUND_NS}}}Notification"), 1):
@@ -136,20 +136,20 @@ def parse(body: bytes) -> OutboundMessage:
 def _notification(element: Element, index: int) -> Notification:
     where = f"Notification {index}"
     notification_id = _text(element, "Id")
-    if not _SF_ID.match(notification_id):
+    if not _SF_ID.fullmatch(notification_id):
         raise OutboundError(f"{where}: Id is missing or not a Salesforce Id")
     sobject = _child(element, "sObject")
     if sobject is None:
         raise OutboundError(f"{where}: no sObject")
     xsi_type = sobject.get(XSI_TYPE, "")
     object_name = xsi_type.rsplit(":", 1)[-1]
-    if not _OBJECT_NAME.match(object_name):
+    if not _OBJECT_NAME.fullmatch(object_name):
         raise OutboundError(f"{where}: sObject has no valid xsi:type (sf:ObjectName)")
     record_id = _text(sobject, "Id")
-    if not _SF_ID.match(record_id):
+    if not _SF_ID.fullmatch(record_id):
         raise OutboundError(f"{where}: sObject Id is missing or not a Salesforce Id")
     modstamp = _text(sobject, "SystemModstamp") or None
-    if modstamp is not None and not _MODSTAMP.match(modstamp):
+    if modstamp is not None and not _MODSTAMP.fullmatch(modstamp):
         raise OutboundError(f"{where}: SystemModstamp is not a dateTime")
     return Notification(notification_id, object_name, record_id, modstamp)
 
@@ -239,7 +239,7 @@ def receive(secret: str | None) -> Response:
         return _refuse(403, "OrganizationId is not one of salesforce.org_ids")
     notices = []
     for index, item in enumerate(message.notifications, 1):
-        kind = kind_for_object(item.object)
+        kind = kind_for(item.object)
         if kind is None:
             return _refuse(400, f"Notification {index}: no sync kind handles object {item.object}")
         notices.append(

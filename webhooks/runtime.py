@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app, request
 
 from connector.config import Settings
 from connector.state import StateDB
+from connector.sync import kinds
 from connector.worker import Worker
 
 EXTENSION = "mentorsync"
@@ -22,6 +23,36 @@ class Runtime:
     worker: Worker
     salesforce_event_keys: list[bytes]
     moodle_event_keys: list[bytes]
+    # Objects of the kinds whose source object is configured (see kind_for), read at start.
+    configured_objects: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def configured_objects(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """``{kind: objects}`` for the kinds that offer ``objects_for(settings)``.
+
+    Called when the app is built, so that a bad field map stops the start with its error
+    instead of failing every webhook.
+    """
+    out = {}
+    for name, kind in kinds().items():
+        objects_for = getattr(kind, "objects_for", None)
+        if objects_for is not None:
+            out[name] = tuple(objects_for(settings))
+    return out
+
+
+def kind_for(obj: str) -> str | None:
+    """The sync kind that handles events about ``obj``, or None.
+
+    A kind names its objects in ``objects``; a kind whose source object is configurable (the
+    member field map's ``[source] object``, e.g. ``Account`` with Person Accounts) may offer
+    ``objects_for(settings)`` instead, which then wins.
+    """
+    rt = runtime()
+    for name, kind in kinds().items():
+        if obj in rt.configured_objects.get(name, kind.objects):
+            return name
+    return None
 
 
 def runtime() -> Runtime:

@@ -22,8 +22,9 @@ from collections.abc import Mapping
 
 TOLERANCE_SECONDS = 5 * 60
 SECRET_PREFIX = "whsec_"
-_MSG_ID = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
-_TIMESTAMP = re.compile(r"^\d{1,12}$")
+# Used with fullmatch(): "$" would let a trailing newline through, and \d any Unicode digit.
+_MSG_ID = re.compile(r"[\x21-\x7e]{1,200}")  # printable ASCII, no spaces
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 # The longest signature header looked at; more is a malformed header, not work to do.
 _MAX_SIGNATURE_HEADER = 4096
 
@@ -57,6 +58,13 @@ def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
+def _header(headers: Mapping[str, str], name: str) -> str:
+    value = headers.get(name) or ""
+    if not isinstance(value, str):  # a mapping built by hand may hold anything
+        raise SignatureError(400, f"{name} header is not text")
+    return value
+
+
 def verify(
     keys: list[bytes],
     headers: Mapping[str, str],
@@ -72,16 +80,16 @@ def verify(
     lower-case keys). Raises :class:`SignatureError`: 400 when a header is missing or malformed,
     401 when the timestamp is outside the tolerance or no signature matches.
     """
-    msg_id = headers.get("webhook-id") or ""
-    timestamp_text = headers.get("webhook-timestamp") or ""
-    signature_header = headers.get("webhook-signature") or ""
+    msg_id = _header(headers, "webhook-id")
+    timestamp_text = _header(headers, "webhook-timestamp")
+    signature_header = _header(headers, "webhook-signature")
     if not msg_id:
         raise SignatureError(400, "missing webhook-id header")
-    if not _MSG_ID.match(msg_id):
+    if not _MSG_ID.fullmatch(msg_id):
         raise SignatureError(400, "webhook-id must be 1-200 printable ASCII characters")
     if not timestamp_text:
         raise SignatureError(400, "missing webhook-timestamp header")
-    if not _TIMESTAMP.match(timestamp_text):
+    if not _TIMESTAMP.fullmatch(timestamp_text):
         raise SignatureError(400, "webhook-timestamp must be Unix seconds")
     if not signature_header:
         raise SignatureError(400, "missing webhook-signature header")

@@ -10,8 +10,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import logging
+import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +40,10 @@ STOP_SECONDS = 45.0
 def run_gunicorn(app_factory: Callable[[], Any], options: dict[str, Any]) -> None:
     """Run ``app_factory()``'s app under gunicorn's arbiter with ``options`` (blocks)."""
     from gunicorn.app.base import BaseApplication
+
+    from webhooks import logs
+
+    logs.install()  # gunicorn logs unparseable request lines, which may hold the secret path
 
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -67,6 +76,34 @@ def prepare_storage(settings: Settings) -> None:
     close = getattr(huey.storage, "close", None)
     if close is not None:
         close()
+
+
+def check_bind(bind: str | Sequence[str], hint: str = "use --bind or service.bind") -> None:
+    """Refuse to start, with a clear message, when an address to listen on cannot be bound.
+
+    Without this, gunicorn logs "Connection in use" five times over five seconds and exits,
+    and ``run`` would start (then stop) the worker for nothing. Forms other than ``host:port``
+    (``unix:``, ``fd://``) are left to gunicorn.
+    """
+    for address in [bind] if isinstance(bind, str) else bind or ():
+        host, sep, port = address.rpartition(":")
+        if not sep or not port.isdigit() or address.startswith(("unix:", "fd://")):
+            continue
+        host = host.strip("[]") or "0.0.0.0"  # noqa: S104  (":8080" means every interface)
+        try:
+            family, kind, proto, _, sockaddr = socket.getaddrinfo(
+                host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            with socket.socket(family, kind, proto) as sock:
+                # As gunicorn does: a port in TIME_WAIT is free, one with a listener is not.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(sockaddr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                reason = "the port is already in use (is mentorsync already running?)"
+            else:
+                reason = exc.strerror or type(exc).__name__
+            raise click.ClickException(f"cannot listen on {address}: {reason}; {hint}") from None
 
 
 def gunicorn_options(
@@ -129,6 +166,7 @@ def serve(
     from webhooks.app import create_app
 
     options = gunicorn_options(settings, bind, workers, threads, gunicorn_config)
+    check_bind(options["bind"])
     prepare_storage(settings)
     run_gunicorn(lambda: create_app(settings), options)
 
@@ -169,6 +207,20 @@ def _child_command(state: Any, verbose: bool) -> list[str]:
     return base
 
 
+def _die_with_parent(parent: int) -> None:
+    """In a child of ``run``, before exec: have Linux send it SIGTERM when ``run`` dies.
+
+    ``run`` stops its children on SIGTERM and SIGINT, but a SIGKILL (the OOM killer,
+    ``kill -9``) gives it no chance; without this, gunicorn and the worker would live on,
+    holding the port and the queue. Elsewhere than Linux, a no-op.
+    """
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent:  # `run` died between the fork and the prctl
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _stop_children(children: Sequence[subprocess.Popen[bytes]]) -> None:
     for child in children:
         if child.poll() is None:
@@ -197,6 +249,7 @@ def run_all(ctx: click.Context, web_workers: int, workers: int) -> None:
     """Run web service, worker and scheduler together on this machine (the embedded default)."""
     state = ctx.obj
     settings: Settings = state.settings  # validate before starting anything
+    check_bind(settings.service.bind, "choose another address in service.bind")
     prepare_storage(settings)
     verbose = bool(ctx.parent and ctx.parent.params.get("verbose"))
     base = _child_command(state, verbose)
@@ -211,8 +264,13 @@ def run_all(ctx: click.Context, web_workers: int, workers: int) -> None:
     scheduler = "--scheduler" if settings.service.scheduler else "--no-scheduler"
     children: list[subprocess.Popen[bytes]] = []
     try:
-        children.append(subprocess.Popen([*base, "serve", "--workers", str(web_workers)]))
-        children.append(subprocess.Popen([*base, "worker", "--workers", str(workers), scheduler]))
+        for args in (
+            ["serve", "--workers", str(web_workers)],
+            ["worker", "--workers", str(workers), scheduler],
+        ):
+            # preexec_fn is safe here: `run` has started no thread.
+            die_with_run = functools.partial(_die_with_parent, os.getpid())
+            children.append(subprocess.Popen([*base, *args], preexec_fn=die_with_run))
         log.info(
             "started web service (pid %s) and worker (pid %s)", children[0].pid, children[1].pid
         )

@@ -1,7 +1,9 @@
 """``mentorsync status``: the last runs, the cursors and the failed records, as tables.
 
 Reads the state database only; it never calls Moodle or Salesforce. Everything shown is ids,
-codes and counts (the state database holds no names or emails).
+codes and counts (the state database holds no names or emails). Each failed record has its
+number (``#``), which ``mentorsync retry #`` takes, its error code and stage, attempts, and when
+it is retried next (or ``parked``: no automatic retries until an admin runs ``retry``).
 """
 
 from __future__ import annotations
@@ -111,12 +113,17 @@ def _failures_table(session: Any, limit: int, kind: str | None) -> Table:
     title = f"Failed records: {total} ({parked} parked)"
     if total > limit:
         title += f", showing the {limit} most recent"
-    table = Table(title=title, title_justify="left")
-    for column in ("kind", "record", "error", "stage", "attempts", "last failed", "next retry"):
+    caption = "retry now: mentorsync retry # (or the record Id); parked ones wait for it"
+    if not total:
+        caption = ""
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    columns = ("#", "kind", "record", "error", "stage", "attempts", "last failed", "next retry")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for row in session.scalars(query):
         next_retry = "parked" if row.parked else _when(row.next_retry_at)
         table.add_row(
+            str(row.id),
             row.kind,
             row.record_id,
             row.error_code,
@@ -126,7 +133,7 @@ def _failures_table(session: Any, limit: int, kind: str | None) -> Table:
             next_retry,
         )
     if not table.row_count:
-        table.add_row("-", "none", "", "", "", "", "")
+        table.add_row("-", "-", "none", "", "", "", "", "")
     return table
 
 

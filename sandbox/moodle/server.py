@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer
 from werkzeug.wrappers import Request, Response
 
 from sandbox.faults import FaultPlan
@@ -55,6 +55,7 @@ from sandbox.moodle.wire import (
     truncate_fields,
     validate_parameters,
 )
+from sandbox.serving import KeepAliveHandler, close_connections, make_loopback_server
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +75,8 @@ class _DroppedConnection(ConnectionAbortedError):
     """Raised after closing the socket on purpose; werkzeug treats it as a dropped client."""
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """No access log (request lines carry tokens); tracks its thread so stop() can join it."""
-
-    def handle(self) -> None:
-        """Handle one connection, registered in the server's set of active handler threads."""
-        active: set[threading.Thread] = self.server.active_handlers  # type: ignore[attr-defined]
-        thread = threading.current_thread()
-        active.add(thread)
-        try:
-            super().handle()
-        finally:
-            active.discard(thread)
+class _QuietHandler(KeepAliveHandler):
+    """No access log: request lines can carry tokens."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Log nothing per request."""
@@ -141,6 +132,12 @@ class MoodleSandbox:
         """The integration user's token (every function of the "Mentorship sync" service)."""
         return self.site.integration_token
 
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted since start (kept alive: about one per client session)."""
+        server: Any = self._server
+        return int(server.connections) if server is not None else 0
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> str:
@@ -148,10 +145,7 @@ class MoodleSandbox:
         if self._server is not None:
             raise RuntimeError("the Moodle sandbox is already running")
         self._stopping.clear()
-        server = make_server(
-            self.host, self.port, self._wsgi, threaded=True, request_handler=_QuietHandler
-        )
-        server.active_handlers = set()  # type: ignore[attr-defined]
+        server = make_loopback_server(self.host, self.port, self._wsgi, _QuietHandler)
         self._server = server
         port = server.socket.getsockname()[1]
         self.url = f"http://{self.host}:{port}"
@@ -173,10 +167,10 @@ class MoodleSandbox:
         self._server = self._thread = None
         if server is not None:
             server.shutdown()
+            # Calls in flight (a held ``timeout`` fault, latency) were released above; kept
+            # connections are closed and their threads joined.
+            close_connections(server)
             server.server_close()
-            # Calls in flight (a held ``timeout`` fault, latency) were released above.
-            for handler in list(server.active_handlers):  # type: ignore[attr-defined]
-                handler.join(timeout=10)
         if thread is not None:
             thread.join(timeout=10)
         self.save()

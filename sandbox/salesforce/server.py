@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import trustme
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer
 from werkzeug.wrappers import Request, Response
 
 from sandbox.faults import FAULTS, FaultPlan
@@ -50,6 +50,7 @@ from sandbox.salesforce.outbound import OutboundMessenger
 from sandbox.salesforce.schema import object_def
 from sandbox.salesforce.store import Store
 from sandbox.salesforce.values import format_datetime, parse_datetime
+from sandbox.serving import KeepAliveHandler, close_connections, make_loopback_server
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ _JSON = "application/json;charset=UTF-8"
 SALESFORCE_FAULTS = FAULTS | {"drop_after"}
 
 
-class _QuietHandler(WSGIRequestHandler):
+class _QuietHandler(KeepAliveHandler):
     """No access log: request lines carry SOQL, and SOQL can carry names and emails."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -207,6 +208,12 @@ class SalesforceSandbox:
             self._api_used += 1
             return True
 
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted since start (kept alive: about one per client session)."""
+        server: Any = self._server
+        return int(server.connections) if server is not None else 0
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> str:
@@ -241,14 +248,7 @@ class SalesforceSandbox:
 
     def _bind(self, context: ssl.SSLContext) -> BaseWSGIServer:
         def serve(port: int) -> BaseWSGIServer:
-            return make_server(
-                self.host,
-                port,
-                self._wsgi,
-                threaded=True,
-                request_handler=_QuietHandler,
-                ssl_context=context,
-            )
+            return make_loopback_server(self.host, port, self._wsgi, _QuietHandler, context)
 
         if self.port == 0 and self._last_port:
             # Come back on the port of the last run, so a written config stays valid.
@@ -264,6 +264,7 @@ class SalesforceSandbox:
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
+            close_connections(server)  # kept connections, and their threads
             server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=10)

@@ -254,13 +254,19 @@ class FakeSalesforce:
     refuse_updates: dict[str, str] = field(default_factory=dict)
     # Every Collections update record received.
     updates: list[dict[str, Any]] = field(default_factory=list)
+    # While set, Collections updates answer HTTP 503 (an outage after Moodle was written).
+    updates_down: bool = False
     clock: dt.datetime = field(
         default_factory=lambda: dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     )
 
     def tick(self) -> str:
-        """The next SystemModstamp: now, and never earlier than the last one."""
-        self.clock = max(self.clock + dt.timedelta(milliseconds=1), dt.datetime.now(dt.UTC))
+        """The next SystemModstamp: now, and never earlier than the last one.
+
+        Never later than now either, as in Salesforce: a stamp ahead of the clock would fall
+        after the run's start and be left, rightly, to the next run (records may share a stamp).
+        """
+        self.clock = max(self.clock, dt.datetime.now(dt.UTC))
         return sf_time(self.clock)
 
     def add(self, n: int, **values: Any) -> str:
@@ -352,6 +358,12 @@ class FakeSalesforce:
 
     def _update(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
         self.calls["collections.update"] += 1
+        if self.updates_down:
+            return (
+                503,
+                {"Content-Type": "application/json"},
+                json.dumps([{"errorCode": "SERVER_UNAVAILABLE", "message": "down"}]),
+            )
         body = json.loads(request.body)
         assert body["allOrNone"] is False
         assert len(body["records"]) <= 200
@@ -383,11 +395,20 @@ def _parse(value: str) -> dt.datetime:
 def _matches(where: str, record: dict[str, Any]) -> bool:
     """The conditions the member sync uses, ANDed."""
     stamp = _parse(record["SystemModstamp"])
-    for op, value in re.findall(r"SystemModstamp (>=|<=) (\S+?Z)", where):
+    conditions = re.findall(r"SystemModstamp (>=|<=|>|<|=) (\S+?Z)", where)
+    assert len(conditions) == where.count("SystemModstamp"), f"FakeSalesforce: {where}"
+    # SOQL compares at second precision.
+    stamp_s = stamp.replace(microsecond=0)
+    for op, value in conditions:
         bound = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        # SOQL compares at second precision.
-        stamp_s = stamp.replace(microsecond=0)
-        if (op == ">=" and stamp_s < bound) or (op == "<=" and stamp_s > bound):
+        ok = {
+            ">=": stamp_s >= bound,
+            "<=": stamp_s <= bound,
+            ">": stamp_s > bound,
+            "<": stamp_s < bound,
+            "=": stamp_s == bound,
+        }[op]
+        if not ok:
             return False
     ids = re.search(r"Id IN \(([^)]*)\)", where)
     if ids and record["Id"] not in re.findall(r"'([^']*)'", ids.group(1)):
@@ -396,7 +417,8 @@ def _matches(where: str, record: dict[str, Any]) -> bool:
         return False
     if "Mentorship_Role__c != null" in where:
         linked = "LMS_User_Id__c != null" in where and record["LMS_User_Id__c"]
-        if not (record["Mentorship_Role__c"] or linked):
+        marked = "LMS_Sync_Status__c != null" in where and record["LMS_Sync_Status__c"]
+        if not (record["Mentorship_Role__c"] or linked or marked):
             return False
     return True
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 import pytest
 
-from connector.config import Secret, load_settings
+from connector.config import SECTIONS, Secret, load_settings
 from connector.errors import ConfigError
 
 
@@ -96,3 +97,54 @@ def test_secrets_never_show(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
         assert value not in text
     assert settings.salesforce.password.get() == "sf-password-value"
     assert repr(Secret("x")) == "Secret('**********')"
+
+
+def _numeric_settings() -> list[str]:
+    return [
+        f"{section}.{f.name}"
+        for section, cls in SECTIONS.items()
+        for f in dataclasses.fields(cls)
+        if str(f.type) in ("int", "float")
+    ]
+
+
+@pytest.mark.parametrize("key", _numeric_settings())
+def test_every_numeric_setting_refuses_nonsense_and_names_its_key(key: str) -> None:
+    section, name = key.split(".")
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={}, overrides={section: {name: -1}})
+    assert info.value.key == key
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={}, overrides={section: {name: "lots"}})
+    assert info.value.key == key
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "key"),
+    [
+        ("programme", {"programme_course": " "}, "programme.programme_course"),
+        ("programme", {"meeting_activities": ["M1", "M1"]}, "programme.meeting_activities"),
+        ("members", {"auth": ""}, "members.auth"),
+        ("service", {"bind": "127.0.0.1:http"}, "service.bind"),
+        ("service", {"queue_url": "/var/queue.db"}, "service.queue_url"),
+        ("service", {"basic_auth_user": "outbound"}, "service.basic_auth_password"),
+        ("salesforce", {"retry_attempts": 0}, "salesforce.retry_attempts"),
+    ],
+)
+def test_other_mistakes_name_their_key(section: str, values: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={}, overrides={section: values})
+    assert info.value.key == key
+    assert str(info.value).startswith(f"{key}: ")
+
+
+def test_a_secret_never_shows_in_a_validation_error(tmp_path: Path) -> None:
+    secret = "whsec-lookalike-but-wrong-do-not-leak"
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={"MENTORSYNC_SERVICE_EVENTS_SECRET": secret})
+    assert info.value.key == "service.events_secret"
+    assert secret not in str(info.value) and secret not in repr(info.value)
+    path = write(tmp_path, f'[moodle]\ntoken = 12345\n[salesforce]\npassword = "{secret}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    assert info.value.key == "moodle.token" and "12345" not in str(info.value)

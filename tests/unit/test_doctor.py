@@ -140,3 +140,41 @@ def test_refused_token_says_what_to_fix(env: dict[str, str]) -> None:
         result = run_doctor(env)
     assert result.exit_code != 0
     assert "invalidtoken" in result.output
+
+
+def test_a_wrong_moodle_url_says_it_must_be_the_wwwroot(env: dict[str, str]) -> None:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.post(
+            f"{MOODLE}/webservice/rest/server.php",
+            body="<h1>Redirect</h1>",
+            status=303,
+            headers={"Location": "http://lms.example.org/webservice/rest/server.php"},
+        )
+        salesforce_answers(rsps)
+        result = run_doctor(env)
+    assert result.exit_code != 0
+    assert "redirect303" in result.output
+    assert "moodle.url must be the site's wwwroot exactly" in result.output
+
+
+def test_unreadable_api_limits_fail_the_check_instead_of_crashing(env: dict[str, str]) -> None:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add_callback(
+            responses.POST,
+            f"{MOODLE}/webservice/rest/server.php",
+            callback=moodle_answers(known_courses=("GMP-ORIENT", "GMP-2026")),
+        )
+        rsps.get(
+            f"{DATA}/limits/",
+            json=[{"errorCode": "INSUFFICIENT_ACCESS", "message": "no"}],
+            status=403,
+        )
+        for obj, fields in DEFAULT_SALESFORCE_FIELDS.items():
+            rsps.get(
+                f"{DATA}/sobjects/{obj}/describe",
+                json={"name": obj, "fields": [{"name": n} for n in ("Id", *fields)]},
+            )
+        result = run_doctor(env)
+    assert result.exit_code == 1, result.output
+    assert "cannot read the limits (INSUFFICIENT_ACCESS)" in result.output
+    assert "Traceback" not in result.output

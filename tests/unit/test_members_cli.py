@@ -134,3 +134,43 @@ def test_stopped_run_exits_2(config: Path, fakes: tuple[FakeMoodle, FakeSalesfor
 def test_exit_status(status: str, failed: int, expected: int) -> None:
     result = RunResult(kind="members", status=status, counts={"failed": failed})
     assert exit_status(result) == expected
+
+
+def _row(output: str, record_id: str) -> list[str]:
+    line = next(row for row in output.splitlines() if record_id in row and "mapping:" in row)
+    return [cell.strip() for cell in line.split("│") if cell.strip()]
+
+
+def test_status_numbers_failed_records_for_retry_and_shows_no_pii(
+    config: Path, fakes: tuple[FakeMoodle, FakeSalesforce]
+) -> None:
+    _, sf = fakes
+    config.write_text(config.read_text() + "retry_max_attempts = 1\n", encoding="utf-8")
+    bad = sf.add(2, Email=None, FirstName="Zelda", LastName="Quux")
+    sf.add(3, Email="kept.private@example.org")
+    assert invoke(config, "sync", "members")[0] == 1
+
+    code, output = invoke(config, "status")
+
+    assert code == 0, output
+    number, kind, record, error, stage, attempts, *_, next_retry = _row(output, bad)
+    assert number.isdigit()
+    assert (kind, record, error, stage, attempts) == (
+        "members",
+        bad,
+        "mapping:email_missing",
+        "mapping",
+        "1",
+    )
+    assert next_retry == "parked"  # retry_max_attempts = 1
+    assert "mentorsync retry #" in output
+    for private in ("Zelda", "Quux", "kept.private", "@example.org"):
+        assert private not in output
+
+    code, retried = invoke(config, "retry", number)
+    assert code == 0, retried
+    assert "requeued 1 failed record" in retried
+
+    *_, attempts, _, next_retry = _row(invoke(config, "status")[1], bad)
+    assert attempts == "0"
+    assert next_retry != "parked"

@@ -48,7 +48,9 @@ class Env:
         """Run once more to read the write-back echo; it must write nothing."""
         writes, updates = self.moodle.write_calls, len(self.sf.updates)
         result = self.run()
-        assert self.moodle.write_calls == writes, "the echo run wrote to Moodle"
+        assert self.moodle.write_calls == writes, (
+            f"the echo run wrote to Moodle: {self.moodle.writes[writes:]}, {result.counts}"
+        )
         assert len(self.sf.updates) == updates, "the echo run wrote to Salesforce"
         self.sf.time_passes()
         return result
@@ -644,3 +646,169 @@ def test_moodle_outage_stops_the_run_without_moving_the_cursor(env: Env) -> None
     assert result.status == "error"
     assert result.reason.startswith("moodle:http503")
     assert env.cursor() is None
+
+
+# --- review additions: stronger no-write guarantees, convergence, shared emails ----------------
+
+
+def test_full_rerun_in_step_writes_nothing_anywhere(env: Env) -> None:
+    for n in range(5):
+        env.sf.add(n)
+    env.run()
+    env.settle()
+    writes, updates = env.moodle.write_calls, len(env.sf.updates)
+
+    full = env.run("full")
+
+    assert full.status == "ok"
+    assert full.counts["unchanged"] == 5
+    assert env.moodle.write_calls == writes
+    assert len(env.sf.updates) == updates
+
+
+def test_update_writes_back_only_the_sync_time(env: Env) -> None:
+    cid = env.sf.add(1)
+    env.run()
+    env.settle()
+    before = len(env.sf.updates)
+    env.sf.edit(cid, Region__c="Northeast")
+
+    env.run()
+
+    (record,) = env.sf.updates[before:]
+    assert set(record) == {"Id", "LMS_Synced_At__c"}  # id, status and error are unchanged
+
+
+def test_dry_run_with_changes_of_every_kind_writes_nothing_anywhere(loose_env: Env) -> None:
+    env = loose_env
+    ids = [env.sf.add(n) for n in range(5)]
+    bad = env.sf.add(9, Email=None)
+    env.run()
+    env.settle()
+    cursor, failures = env.cursor(), env.failures()
+    assert set(failures) == {bad}
+    attempts = failures[bad].attempts
+    env.sf.edit(ids[0], Region__c="Northeast")
+    env.sf.edit(ids[1], Member_Status__c="Lapsed")
+    env.sf.edit(ids[2], Email="moved@example.org")
+    env.sf.delete(ids[3])
+    env.sf.add(7)
+    env.sf.edit(bad, FirstName="Still no email")
+    users = {uid: dict(u, custom=dict(u["custom"])) for uid, u in env.moodle.users.items()}
+    writes, updates = env.moodle.write_calls, len(env.sf.updates)
+
+    result = env.run(dry_run=True)
+
+    assert result.status == "dry_run"
+    planned = sorted(kind for kind, _, _ in result.plan)
+    assert planned == ["create", "reject", "suspend", "suspend", "update", "update"]
+    assert env.moodle.write_calls == writes
+    assert env.moodle.users == users
+    assert len(env.sf.updates) == updates
+    assert env.cursor() == cursor
+    assert env.failures()[bad].attempts == attempts
+
+
+def test_outage_between_moodle_writes_and_writeback_converges(env: Env) -> None:
+    ids = [env.sf.add(n) for n in range(4)]
+    env.sf.updates_down = True
+
+    broken = env.run()
+
+    assert broken.status == "error"
+    assert len(env.moodle.users) == 4  # Moodle was written before Salesforce went down
+    assert env.cursor() is None
+    assert all(env.contact(cid)["LMS_User_Id__c"] is None for cid in ids)
+    env.sf.updates_down = False
+
+    healed = env.run()
+
+    assert healed.status == "ok"
+    assert healed.counts.get("created", 0) == 0
+    assert env.moodle.calls[CREATE] == 1
+    assert len(env.moodle.users) == 4
+    for cid in ids:
+        assert env.contact(cid)["LMS_User_Id__c"] == str(env.account(cid)["id"])
+        assert env.contact(cid)["LMS_Sync_Status__c"] == "Synced"
+    assert env.cursor() is not None
+
+
+@pytest.mark.parametrize("chunk_size", [2000, 2])
+def test_existing_account_matching_an_email_two_contacts_share_is_adopted_by_neither(
+    env: Env, monkeypatch: pytest.MonkeyPatch, chunk_size: int
+) -> None:
+    import connector.members as members_module
+
+    monkeypatch.setattr(members_module, "CHUNK_SIZE", chunk_size)  # also across chunks
+    existing = env.moodle.add_user(username="family", email="family@example.org")
+    first = env.sf.add(1, Email="family@example.org")
+    others = [env.sf.add(n) for n in range(2, 6)]
+    second = env.sf.add(6, Email="Family@Example.org")
+
+    result = env.run()
+
+    assert result.counts["conflicts"] == 2
+    assert result.counts.get("adopted", 0) == 0
+    assert result.counts["created"] == len(others)
+    assert env.moodle.users[existing["id"]]["idnumber"] == ""  # linked to nobody
+    assert not any(
+        existing["id"] == int(u["id"]) for c in env.moodle.writes_of(UPDATE) for u in c["users"]
+    )
+    for cid in (first, second):
+        assert env.contact(cid)["LMS_Sync_Status__c"] == "Conflict"
+        assert env.contact(cid)["LMS_Sync_Error__c"] == "conflict:ambiguous_match"
+        assert env.contact(cid)["LMS_User_Id__c"] is None
+        assert env.failures()[cid].error_code == "conflict:ambiguous_match"
+
+
+def test_a_stale_error_is_cleared_when_nothing_is_left_to_say(env: Env) -> None:
+    cid = env.sf.add(1, Email=None)
+    env.run()
+    assert env.contact(cid)["LMS_Sync_Error__c"] == "mapping:email_missing"
+    env.sf.edit(cid, Mentorship_Role__c=None)  # left the programme, never had an account
+
+    result = env.run()
+
+    assert result.status == "ok"
+    assert env.contact(cid)["LMS_Sync_Status__c"] is None
+    assert env.contact(cid)["LMS_Sync_Error__c"] is None
+    assert cid not in env.failures()
+    assert env.moodle.write_calls == 0
+
+
+def test_concurrency_one_runs_without_helper_threads_and_makes_the_same_calls(
+    tmp_path: Path,
+) -> None:
+    from connector.members import MembersRun
+
+    for env in make_env(tmp_path, concurrency=1):
+        for n in range(5):
+            env.sf.add(n)
+        run = MembersRun(env.ctx, SyncRequest(mode="incremental"))
+        assert (run.lookup.threads, run.write_threads, run.background_writeback) == (1, 1, False)
+        run.lookup.close()
+
+        result = env.run()
+
+        assert result.counts["created"] == 5
+        assert env.moodle.calls[CREATE] == 1
+        assert env.sf.calls["collections.update"] == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("concurrency", 0), ("concurrency", 17), ("mass_change_count", -1)]
+)
+def test_members_settings_are_checked(key: str, value: int) -> None:
+    from connector.config import load_settings
+    from connector.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"members.{key}"):
+        load_settings(env={}, overrides={"members": {key: value}})
+
+
+def test_a_number_type_user_id_field_reads_as_the_same_id() -> None:
+    from connector.members_writeback import read_values
+
+    fields = {"user_id": "LMS_User_Id__c", "status": "S", "error": "E"}
+    assert read_values({"LMS_User_Id__c": 42.0}, fields)["user_id"] == "42"
+    assert read_values({"LMS_User_Id__c": "42"}, fields)["user_id"] == "42"

@@ -98,14 +98,14 @@ ERROR_CASES: list[tuple[str, Callable[[MoodleClient], Any], type[MoodleError], s
         _site_info,
         MoodleProtocolError,
         "xmlresponse",
-        "",
+        "the REST protocol must answer JSON",
     ),
     (
         "64_ERROR_invalid_token_NO_FORMAT_is_XML.xml",
         _site_info,
         MoodleProtocolError,
         "xmlresponse",
-        "",
+        "the REST protocol must answer JSON",
     ),
 ]
 
@@ -131,7 +131,7 @@ def test_recorded_errors_become_typed_errors_without_retry(
     assert type(error) is error_class
     assert error.errorcode == errorcode
     if hint:
-        assert isinstance(error, MoodleConfigurationError)
+        assert isinstance(error, (MoodleConfigurationError, MoodleProtocolError))
         assert hint in error.hint and hint in str(error)
         assert error.action is Action.STOP
     if error_class is MoodleRecordError:
@@ -170,8 +170,22 @@ def test_a_redirect_is_a_protocol_error_and_is_not_followed(rsps: responses.Requ
     with pytest.raises(MoodleProtocolError) as caught:
         client.site_info()
     assert caught.value.errorcode == "redirect303"
+    assert "moodle.url must be the site's wwwroot exactly" in str(caught.value)
+    assert caught.value.action is Action.STOP
     assert [c.request.url for c in rsps.calls] == [wrong_host]
     assert not waits
+
+
+def test_an_unexpected_status_is_a_protocol_error_with_a_hint(
+    rsps: responses.RequestsMock,
+) -> None:
+    client, waits = make_client()
+    rsps.add(responses.POST, ENDPOINT, body="<h1>Not Found</h1>", status=404)
+    with pytest.raises(MoodleProtocolError) as caught:
+        client.site_info()
+    assert caught.value.errorcode == "http404"
+    assert "REST protocol is enabled" in str(caught.value)
+    assert len(rsps.calls) == 1 and not waits
 
 
 def test_a_bare_403_says_to_enable_web_services(rsps: responses.RequestsMock) -> None:
@@ -241,8 +255,10 @@ def test_a_read_timeout_on_a_create_is_an_unknown_outcome_never_retried(
 ) -> None:
     client, waits = make_client()
     rsps.add(responses.POST, ENDPOINT, body=requests.exceptions.ReadTimeout("read timed out"))
-    with pytest.raises(UnknownOutcomeError):
+    with pytest.raises(UnknownOutcomeError) as caught:
         client.create_users([MENTEE])
+    assert caught.value.wsfunction == "core_user_create_users"
+    assert caught.value.operation == "core_user_create_users"
     assert len(rsps.calls) == 1 and not waits
     assert client.calls == {"core_user_create_users": 1}
 
@@ -262,8 +278,9 @@ def test_a_write_whose_outcome_is_unknown_is_not_retried(
 ) -> None:
     client, waits = make_client()
     rsps.add(responses.POST, ENDPOINT, **failure)
-    with pytest.raises(UnknownOutcomeError):
+    with pytest.raises(UnknownOutcomeError) as caught:
         client.enrol_users([{"roleid": 5, "userid": 4, "courseid": 2}])
+    assert caught.value.wsfunction == "enrol_manual_enrol_users"
     assert len(rsps.calls) == 1 and not waits
 
 

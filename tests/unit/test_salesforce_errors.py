@@ -94,6 +94,17 @@ def test_retries_are_capped_by_attempts() -> None:
 
 
 @responses.activate
+def test_retries_stop_within_the_total_time() -> None:
+    # No wait fits in a budget this small, so the first failure is the last attempt.
+    responses.get(QUERY, json=fixture_json("error-server-unavailable.json"), status=503)
+    client, sleeps = make_client(settings(retry_attempts=10, retry_max_seconds=1e-9))
+    with pytest.raises(SalesforceTransientError):
+        list(client.query("SELECT Id FROM Contact"))
+    assert client.calls["query"] == 1
+    assert sleeps == []
+
+
+@responses.activate
 def test_read_timeout_and_dropped_connection_on_a_read_are_retried() -> None:
     responses.get(QUERY, body=requests.exceptions.ReadTimeout("read timed out"))
     responses.get(QUERY, body=requests.exceptions.ConnectionError("Connection aborted."))

@@ -11,7 +11,7 @@ import requests
 import responses
 from salesforce_helpers import DATA, fixture_json, make_client
 
-from connector.errors import SalesforceTransientError, UnknownOutcomeError
+from connector.errors import SalesforceError, SalesforceTransientError, UnknownOutcomeError
 
 COLLECTIONS = f"{DATA}/composite/sobjects"
 UPSERT_MEETINGS = f"{COLLECTIONS}/Mentoring_Meeting__c/External_Id__c"
@@ -111,23 +111,105 @@ def test_empty_write_sends_nothing() -> None:
     assert client.calls == {}
 
 
+def echo_create(request: Any) -> tuple[int, dict[str, str], str]:
+    """Answer a create collection with one created record per input record."""
+    records = json.loads(request.body)["records"]
+    answer = [
+        {"id": f"003D0000{n:06d}ZZZZ", "success": True, "errors": []} for n in range(len(records))
+    ]
+    return 200, {}, json.dumps(answer)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        requests.exceptions.ReadTimeout("read timed out"),
+        requests.exceptions.ConnectionError("Connection aborted."),
+    ],
+    ids=["read-timeout", "connection-lost"],
+)
 @responses.activate
-def test_read_timeout_on_a_write_is_unknown_outcome_and_not_retried() -> None:
-    responses.post(COLLECTIONS, body=requests.exceptions.ReadTimeout("read timed out"))
+def test_create_that_may_have_happened_is_unknown_outcome_and_not_retried(
+    failure: Exception,
+) -> None:
+    responses.post(COLLECTIONS, body=failure)
+    responses.add_callback(responses.POST, COLLECTIONS, callback=echo_create)
     client, sleeps = make_client()
-    with pytest.raises(UnknownOutcomeError):
+    with pytest.raises(UnknownOutcomeError) as info:
         client.collection_create("Contact", [{"LastName": "A"}])
+    assert info.value.operation == "collections.create"
     assert len(responses.calls) == 1
     assert sleeps == []
 
 
+@pytest.mark.parametrize("status", [502, 504])
 @responses.activate
-def test_dropped_connection_after_sending_a_write_is_unknown_outcome() -> None:
-    responses.patch(COLLECTIONS, body=requests.exceptions.ConnectionError("Connection aborted."))
-    client, _ = make_client()
+def test_gateway_error_on_a_create_is_unknown_outcome_and_not_retried(status: int) -> None:
+    # The gateway may have passed the create on before failing: sending it again could
+    # create every record twice.
+    responses.post(COLLECTIONS, body="<html>Bad Gateway</html>", status=status)
+    responses.add_callback(responses.POST, COLLECTIONS, callback=echo_create)
+    client, sleeps = make_client()
+    with pytest.raises(UnknownOutcomeError, match=f"HTTP {status}") as info:
+        client.collection_create("Contact", [{"LastName": "A"}])
+    assert info.value.operation == "collections.create"
+    assert client.calls["collections.create"] == 1
+    assert sleeps == []
+
+
+@responses.activate
+def test_non_json_answer_to_a_create_is_unknown_outcome() -> None:
+    responses.post(COLLECTIONS, body="<html>proxy</html>", status=200, content_type="text/html")
+    client, sleeps = make_client()
     with pytest.raises(UnknownOutcomeError):
-        client.collection_update("Contact", [{"Id": "003D000000QV9n2IAD"}])
-    assert len(responses.calls) == 1
+        client.collection_create("Contact", [{"LastName": "A"}])
+    assert len(responses.calls) == 1 and sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (503, "error-server-unavailable.json"),
+        (500, [{"errorCode": "UNKNOWN_EXCEPTION", "message": "couldn't be completed"}]),
+        (400, "error-unable-to-lock-row.json"),
+    ],
+)
+@responses.activate
+def test_create_refused_before_processing_is_retried(status: int, body: object) -> None:
+    # Salesforce did not do the work (unavailable, rolled back, row locked): safe to repeat.
+    content = fixture_json(body) if isinstance(body, str) else body
+    responses.post(COLLECTIONS, json=content, status=status)
+    responses.add_callback(responses.POST, COLLECTIONS, callback=echo_create)
+    client, sleeps = make_client()
+    results = client.collection_create("Contact", [{"LastName": "A"}])
+    assert results[0].success and results[0].created
+    assert client.calls["collections.create"] == 2
+    assert len(sleeps) == 1
+
+
+@responses.activate
+def test_update_is_idempotent_so_timeouts_and_gateway_errors_are_retried() -> None:
+    responses.patch(COLLECTIONS, body=requests.exceptions.ReadTimeout("read timed out"))
+    responses.patch(COLLECTIONS, body="<html>Gateway Timeout</html>", status=504)
+    responses.patch(COLLECTIONS, body=requests.exceptions.ConnectionError("Connection aborted."))
+    responses.add_callback(responses.PATCH, COLLECTIONS, callback=echo_update)
+    client, sleeps = make_client()  # 4 attempts
+    results = client.collection_update("Contact", [{"Id": "003D000000QV9n2IAD"}])
+    assert [r.id for r in results] == ["003D000000QV9n2IAD"]
+    assert client.calls["collections.update"] == 4
+    assert len(sleeps) == 3
+
+
+@responses.activate
+def test_upsert_by_external_id_is_retried_after_a_read_timeout() -> None:
+    responses.patch(UPSERT_MEETINGS, body=requests.exceptions.ReadTimeout("read timed out"))
+    responses.patch(UPSERT_MEETINGS, json=fixture_json("collections-upsert-mixed.json"))
+    client, sleeps = make_client()
+    records = [{"External_Id__c": f"a02D000000Mtch1IAC:GMP-2026-M{n}"} for n in (1, 2, 3)]
+    results = client.collection_upsert("Mentoring_Meeting__c", "External_Id__c", records)
+    assert len(results) == 3
+    assert client.calls["collections.upsert"] == 2
+    assert len(sleeps) == 1
 
 
 @responses.activate
@@ -142,12 +224,26 @@ def test_write_that_never_connected_is_retried() -> None:
 
 
 @responses.activate
-def test_failure_mid_batch_reports_the_completed_results() -> None:
+def test_create_failure_mid_batch_reports_the_completed_results() -> None:
+    responses.add_callback(responses.POST, COLLECTIONS, callback=echo_create)
+    responses.post(COLLECTIONS, body="<html>Gateway Timeout</html>", status=504)
+    client, _ = make_client()
+    with pytest.raises(UnknownOutcomeError) as info:
+        client.collection_create("Contact", [{"LastName": f"L{n}"} for n in range(250)])
+    completed = info.value.completed_results  # type: ignore[attr-defined]
+    assert len(completed) == 200 and all(r.success for r in completed)
+    assert client.calls["collections.create"] == 2
+
+
+@responses.activate
+def test_update_failure_mid_batch_reports_the_completed_results() -> None:
     responses.add_callback(responses.PATCH, COLLECTIONS, callback=echo_update)
-    responses.patch(COLLECTIONS, body=requests.exceptions.ReadTimeout("read timed out"))
+    responses.patch(
+        COLLECTIONS, json=[{"errorCode": "INSUFFICIENT_ACCESS", "message": "x"}], status=403
+    )
     client, _ = make_client()
     ids = [f"003D0000{n:06d}AAAA" for n in range(250)]
-    with pytest.raises(UnknownOutcomeError) as info:
+    with pytest.raises(SalesforceError) as info:
         client.collection_update("Contact", [{"Id": i} for i in ids])
     completed = info.value.completed_results  # type: ignore[attr-defined]
     assert [r.id for r in completed] == ids[:200]

@@ -128,6 +128,8 @@ def test_signature_is_checked_before_the_body_is_parsed(client: FlaskClient, rt:
         ({"object": "Contact", "ids": "003"}, "ids must be a non-empty list"),
         ({"object": "Contact", "ids": [IDS[0], "nope"]}, "ids[1] is not"),
         ({"object": "Contact", "ids": IDS, "changeType": 5}, "changeType"),
+        ({"object": "Contact", "ids": [IDS[0] + "\n"]}, "ids[0] is not"),
+        ({"object": "Contact\n", "ids": IDS}, "object must be"),
     ],
 )
 def test_bad_salesforce_payloads_are_400(
@@ -234,6 +236,10 @@ def test_moodle_events_need_their_own_key(client: FlaskClient, rt: Runtime) -> N
         ({"eventname": COMPLETION, "userid": True}, "event.userid must be a whole number"),
         ({"eventname": COMPLETION, "userid": 0}, "names no user"),
         ({**MOODLE_EVENT, "courseid": "three"}, "event.courseid"),
+        # str.isdigit() holds for these, and int() refuses or misreads them: not a 500.
+        ({**MOODLE_EVENT, "userid": "\u00b2"}, "event.userid must be a whole number"),
+        ({**MOODLE_EVENT, "courseid": "\u0663"}, "event.courseid must be a whole number"),
+        ({"eventname": COMPLETION + "\n", "userid": 3}, "event.eventname"),
         ([MOODLE_EVENT, "x"], "event[1] must be a JSON object"),
         ([], "no event"),
     ],
@@ -288,5 +294,20 @@ def test_several_secrets_during_key_rotation(tmp_path: Path, fake_kinds: FakeKin
         assert signed_post(client, SF_URL, PAYLOAD, key=old, msg_id="a").status_code == 202
         assert signed_post(client, SF_URL, PAYLOAD, key=new, msg_id="b").status_code == 202
         assert signed_post(client, SF_URL, PAYLOAD, key=SF_KEY, msg_id="c").status_code == 401
+    finally:
+        app.extensions["mentorsync"].db.dispose()
+
+
+def test_oversized_event_is_413_and_nothing_stored(tmp_path: Path, fake_kinds: FakeKinds) -> None:
+    app = create_app(section_overrides(tmp_path, max_body_bytes=1024))
+    try:
+        client = app.test_client()
+        payload = {"object": "Contact", "ids": [sf_id("003", n) for n in range(100)]}
+        response = signed_post(client, SF_URL, payload)
+        assert response.status_code == 413
+        assert "service.max_body_bytes (1024)" in response.get_json()["detail"]
+        with app.extensions["mentorsync"].db.session() as session:
+            assert session.scalars(select(InboxEvent)).all() == []
+        assert signed_post(client, SF_URL, PAYLOAD, msg_id="small").status_code == 202
     finally:
         app.extensions["mentorsync"].db.dispose()

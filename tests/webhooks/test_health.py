@@ -14,28 +14,75 @@ from sqlalchemy.orm import sessionmaker
 
 from connector import bookkeeping
 from connector.context import Context
-from connector.state import InboxEvent, utcnow
+from connector.state import InboxEvent, KeyValue, utcnow
+from connector.worker import KV_API_CALLS
 from webhooks import inbox
 from webhooks.runtime import Runtime
 
-SAMPLE = re.compile(r'^[a-z_]+(\{([a-z_]+="[^"\\\n]*(\\.[^"\\\n]*)*",?)*\})? (-?[0-9.e+]+|NaN)$')
+METRIC_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+SAMPLE = re.compile(rf"({METRIC_NAME})(?:\{{(.*)\}})? (\S+)")
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
+VALUE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|Inf)|NaN")
+TYPES = {"counter", "gauge", "histogram", "summary", "untyped"}
+
+
+def _labels(text: str, line: str) -> tuple[tuple[str, str], ...]:
+    """Label pairs of one sample, unescaped; every byte of ``text`` must belong to a pair."""
+    pairs, pos = [], 0
+    while pos < len(text):
+        match = LABEL.match(text, pos)
+        assert match, f"bad label syntax at {pos}: {line!r}"
+        value = re.sub(r"\\(.)", lambda m: {"n": "\n"}.get(m[1], m[1]), match[2])
+        pairs.append((match[1], value))
+        pos = match.end()
+    names = [name for name, _ in pairs]
+    assert len(names) == len(set(names)), f"repeated label: {line!r}"
+    return tuple(pairs)
+
+
+def parse_exposition(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Check Prometheus text format 0.0.4 strictly; return {(name, labels): value}.
+
+    Every family has one HELP and one TYPE line before its samples, its samples are
+    contiguous, no series repeats, label values are escaped, the text ends with a newline.
+    """
+    assert text.endswith("\n"), "the text ends with a newline"
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    helped: set[str] = set()
+    typed: set[str] = set()
+    current = ""
+    for line in text.splitlines():
+        if line.startswith("# HELP ") or line.startswith("# TYPE "):
+            _, keyword, name, *rest = line.split(" ", 3)
+            assert re.fullmatch(METRIC_NAME, name), line
+            seen = helped if keyword == "HELP" else typed
+            assert name not in seen, f"second {keyword} for {name}"
+            seen.add(name)
+            if keyword == "TYPE":
+                assert rest and rest[0] in TYPES, line
+                assert name in helped, f"TYPE before HELP for {name}"
+            current = name
+            continue
+        assert not line.startswith("#") or line.startswith("# "), line
+        if line.startswith("#"):
+            continue
+        match = SAMPLE.fullmatch(line)
+        assert match, f"bad sample line: {line!r}"
+        name, label_text, value = match[1], match[2] or "", match[3]
+        assert name == current and name in typed, f"sample outside its family: {line!r}"
+        assert VALUE.fullmatch(value), f"bad value: {line!r}"
+        key = (name, _labels(label_text, line))
+        assert key not in samples, f"repeated series: {line!r}"
+        samples[key] = float(value)
+    return samples
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    """Every sample line as {'name{labels}': value}, checking the exposition format."""
-    samples = {}
-    typed = set()
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            typed.add(line.split()[2])
-            continue
-        if line.startswith("#"):
-            continue
-        assert SAMPLE.match(line), line
-        series, value = line.rsplit(" ", 1)
-        assert series.split("{")[0] in typed, f"sample before its TYPE line: {line}"
-        samples[series] = float(value)
-    return samples
+    """Every sample as {'name{labels}': value}, after checking the exposition format."""
+    return {
+        name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else ""): value
+        for (name, labels), value in parse_exposition(text).items()
+    }
 
 
 def test_healthz(client: FlaskClient) -> None:
@@ -156,3 +203,48 @@ def test_metrics_on_an_empty_database(client: FlaskClient) -> None:
     m = parse_metrics(client.get("/metrics").get_data(as_text=True))
     assert m["mentorsync_inbox_depth"] == 0
     assert m["mentorsync_inbox_oldest_pending_age_seconds"] == 0
+
+
+def test_label_values_and_odd_names_are_escaped(client: FlaskClient, rt: Runtime) -> None:
+    odd = 'fn"with\\back\nslash'
+    with rt.db.session() as session:
+        session.add(KeyValue(key=KV_API_CALLS, value={"moodle": {odd: 2, "plain": 1}}))
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'function="fn\\"with\\\\back\\nslash"' in text
+    samples = parse_exposition(text)
+    calls = {
+        dict(labels)["function"]: value
+        for (name, labels), value in samples.items()
+        if name == "mentorsync_api_calls_total"
+    }
+    assert calls == {odd: 2, "plain": 1}
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("# TYPE m gauge\nm 1\n", "TYPE before HELP"),
+        ("# HELP m x\n# TYPE m gauge\nm 1\nm 2\n", "repeated series"),
+        ('# HELP m x\n# TYPE m gauge\nm{a="x"y"} 1\n', "bad label syntax"),
+        ("# HELP m x\n# TYPE m gauge\nn 1\n", "sample outside its family"),
+        ("# HELP m x\n# TYPE m gauge\nm one\n", "bad value"),
+        ("# HELP m x\n# TYPE m gauge\nm 1", "ends with a newline"),
+        ("# HELP m x\n# TYPE m gauge\n# HELP n y\n# TYPE n gauge\nm 1\n", "outside its family"),
+        ("# HELP m x\n# TYPE m gauge\n# HELP m x\n", "second HELP for m"),
+    ],
+)
+def test_the_format_checker_itself_refuses_bad_text(text: str, problem: str) -> None:
+    with pytest.raises(AssertionError, match=re.escape(problem)):
+        parse_exposition(text)
+
+
+def test_numbers_in_the_exposition() -> None:
+    from webhooks.health import _number
+
+    assert [_number(v) for v in (3.0, 0.25, float("inf"), float("-inf"))] == [
+        "3",
+        "0.25",
+        "+Inf",
+        "-Inf",
+    ]
+    assert _number(float("nan")) == "NaN"

@@ -238,6 +238,12 @@ CONTACT = fixture_bytes("outbound-message-contact.xml")
             CONTACT.replace(b"<OrganizationId>00D5e000000KQ2eEAG</OrganizationId>", b""),
             "OrganizationId is missing",
         ),
+        (
+            CONTACT.replace(
+                b"2026-03-02T14:05:11", "\u0662\u0660\u0662\u0666-03-02T14:05:11".encode()
+            ),
+            "SystemModstamp is not a dateTime",
+        ),
         (CONTACT.replace(b'encoding="UTF-8"', b'encoding="HTF-8"'), "bad encoding"),
         (CONTACT.replace(b'encoding="UTF-8"', b'encoding="UTF-16"'), "malformed XML"),
     ],
@@ -252,6 +258,7 @@ CONTACT = fixture_bytes("outbound-message-contact.xml")
         "no-record-id",
         "no-type",
         "bad-modstamp",
+        "non-ascii-digits-in-modstamp",
         "no-org",
         "unknown-encoding",
         "lying-encoding",
@@ -329,6 +336,29 @@ def test_database_failure_is_503_without_ack(client: FlaskClient, rt: Runtime) -
     assert len(inbox_rows(rt)) == 2
 
 
+def test_a_failure_on_one_notification_stores_none_of_the_message(
+    client: FlaskClient, rt: Runtime
+) -> None:
+    """All notifications of a message in one transaction: the second one's failure leaves the
+    first unstored too (else the retried message would be half new, half duplicate)."""
+    second = b"0035e00000AbCdFAAV"
+
+    def fail_second(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("INSERT") and second.decode() in repr(parameters):
+            raise sqlalchemy.exc.OperationalError(statement, parameters, Exception("disk full"))
+
+    event.listen(rt.db.engine, "before_cursor_execute", fail_second)
+    try:
+        response = post(client, CONTACT)
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", fail_second)
+    assert_fault(response, 503, "retry later", code="soapenv:Server")
+    assert inbox_rows(rt) == []
+    assert queued(rt) == []
+    assert post(client, CONTACT).data == ACK
+    assert [r.record_id.encode() for r in inbox_rows(rt)] == [b"0035e00000AbCdEAAV", second]
+
+
 def _app(tmp_path: Path, **service: object) -> Flask:
     return create_app(section_overrides(tmp_path, **service))
 
@@ -372,3 +402,57 @@ def test_unknown_path_is_json_404(client: FlaskClient) -> None:
     response = client.get("/nope")
     assert response.status_code == 404
     assert response.get_json()["error"] == "not_found"
+
+
+def test_a_kind_with_a_configured_source_object_gets_its_events(
+    tmp_path: Path, fake_kinds: FakeKinds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Person Accounts: the field map's source object is Account, and its messages route."""
+    asked: list[object] = []
+
+    def objects_for(settings: object) -> tuple[str, ...]:
+        asked.append(settings)
+        return ("Account",)
+
+    monkeypatch.setattr(fake_kinds.contacts, "objects_for", objects_for, raising=False)
+    app = _app(tmp_path)
+    try:
+        client = app.test_client()
+        account = outbound_message([(sf_id("04l", 1), "Account", sf_id("001", 1), None)])
+        assert post(client, account).data == ACK
+        rt = app.extensions["mentorsync"]
+        assert [(r.kind, r.object) for r in inbox_rows(rt)] == [("fake_contacts", "Account")]
+        # Contact is no longer what that kind reads: refused, not routed by the default.
+        assert_fault(post(client, CONTACT), 400, "no sync kind handles object Contact")
+        assert asked == [rt.settings]  # asked once, when the app was built
+    finally:
+        app.extensions["mentorsync"].db.dispose()
+
+
+def test_a_bad_configured_source_object_stops_the_start(
+    tmp_path: Path, fake_kinds: FakeKinds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connector.errors import ConfigError
+
+    def objects_for(settings: object) -> tuple[str, ...]:
+        raise ConfigError("members.field_map", "[source] object: not a valid Salesforce API name")
+
+    monkeypatch.setattr(fake_kinds.contacts, "objects_for", objects_for, raising=False)
+    with pytest.raises(ConfigError, match=r"members\.field_map"):
+        _app(tmp_path)
+
+
+def test_our_own_bug_is_a_500_fault_logged_without_its_message(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    email = "@".join(["jane.doe", "example.org"])  # data, not a source line of the traceback
+
+    def broken(db: object, notices: object) -> None:
+        raise RuntimeError(email)
+
+    monkeypatch.setattr(outbound.inbox, "store", broken)
+    response = post(client, CONTACT, url=URL)
+    assert_fault(response, 500, "internal error", code="soapenv:Server")
+    assert "unhandled RuntimeError on POST /hooks/salesforce/outbound" in caplog.text
+    assert "in broken" in caplog.text  # the frames say where
+    assert email not in caplog.text

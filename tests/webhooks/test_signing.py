@@ -67,9 +67,19 @@ def test_unknown_schemes_are_skipped() -> None:
         ({"webhook-signature": "nocomma"}, 400, "v1,<base64>"),
         ({"webhook-signature": "v1,%%%not-base64%%%"}, 400, "not base64"),
         ({"webhook-signature": "v1," + "A" * 5000}, 400, "too long"),
+        # A trailing newline or a non-ASCII digit is malformed, not "close enough".
+        ({"webhook-id": "msg_1\n"}, 400, "printable ASCII"),
+        ({"webhook-timestamp": f"{NOW}\n"}, 400, "Unix seconds"),
+        (
+            {"webhook-timestamp": str(NOW).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))},
+            400,
+            "Unix seconds",
+        ),
+        ({"webhook-timestamp": NOW}, 400, "not text"),
+        ({"webhook-signature": [sign(KEY, "msg_1", NOW, BODY)]}, 400, "not text"),
     ],
 )
-def test_refusals(changed: dict[str, str], status: int, reason: str) -> None:
+def test_refusals(changed: dict[str, object], status: int, reason: str) -> None:
     given = {**headers(), **changed}
     with pytest.raises(SignatureError) as info:
         verify([KEY], given, BODY, now=NOW)

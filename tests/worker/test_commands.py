@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -155,7 +156,7 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_run_serves_and_stops_cleanly(tmp_path: Path, stop_signal: signal.Signals) -> None:
     port = free_port()
     config = write_config(tmp_path, bind=f"127.0.0.1:{port}", scheduler=False)
@@ -196,21 +197,92 @@ def test_run_serves_and_stops_cleanly(tmp_path: Path, stop_signal: signal.Signal
             timeout=5,
         )
         assert bad.status_code == 400
+        # A request line gunicorn cannot parse is logged by gunicorn itself: never the path
+        # segment (it may be service.outbound_path_secret).
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(b"POST /hooks/salesforce/outbound/s3cret-Segment\r\n\r\n")
+            assert raw.recv(100).startswith(b"HTTP/1.1 400")
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
         family = descendants(proc.pid)
         assert len(family) >= 3  # web master, its worker, the Huey consumer
         if stop_signal == signal.SIGINT:
             os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: everyone gets it
         else:
-            proc.send_signal(signal.SIGTERM)  # systemd, docker stop: the main process
-        assert proc.wait(timeout=60) == 0
-        leftover = [pid for pid in family if alive(pid)]
-        assert leftover == []
+            # SIGTERM: systemd, docker stop. SIGKILL: the OOM killer; `run` cannot pass it on,
+            # the kernel tells the children (their parent-death signal).
+            proc.send_signal(stop_signal)
+        assert proc.wait(timeout=60) == (0 if stop_signal != signal.SIGKILL else -signal.SIGKILL)
+        if stop_signal != signal.SIGKILL:
+            assert [pid for pid in family if alive(pid)] == []  # `run` waited for them
+        deadline = time.monotonic() + 60
+        while leftover := [pid for pid in family if alive(pid)]:
+            assert time.monotonic() < deadline, f"still running: {leftover}"
+            time.sleep(0.1)
+        output = proc.stdout.read().decode()  # type: ignore[union-attr]
+        assert "/hooks/salesforce/outbound/<redacted>" in output
+        assert "s3cret-Segment" not in output
     finally:
-        if proc.poll() is None:
-            for pid in descendants(proc.pid):
-                os.kill(pid, signal.SIGKILL)
-            proc.kill()
-            proc.wait()
+        # The whole process group (its own session): `run` and anything it left behind.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
         if proc.stdout:
             proc.stdout.close()
+
+
+@pytest.mark.parametrize("command", ["serve", "run"])
+def test_a_taken_port_is_a_clear_error_before_anything_starts(
+    tmp_path: Path, fake_kinds: FakeKinds, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    from connector.commands import service
+
+    started: list[object] = []
+    monkeypatch.setattr(service, "run_gunicorn", lambda *args: started.append(args))
+    monkeypatch.setattr(service.subprocess, "Popen", lambda *args, **kw: started.append(args))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        config = write_config(tmp_path, bind=address, scheduler=False)
+        result = CliRunner().invoke(main, ["--config", str(config), command])
+    assert result.exit_code == 1
+    assert f"cannot listen on {address}: the port is already in use" in result.output
+    assert started == []
+
+
+def test_serve_starts_gunicorn_on_a_free_port(
+    tmp_path: Path, fake_kinds: FakeKinds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connector.commands import service
+
+    started: list[dict[str, object]] = []
+    monkeypatch.setattr(service, "run_gunicorn", lambda factory, options: started.append(options))
+    address = f"127.0.0.1:{free_port()}"
+    config = write_config(tmp_path, scheduler=False)
+    result = CliRunner().invoke(main, ["--config", str(config), "serve", "--bind", address])
+    assert result.exit_code == 0, result.output
+    assert [options["bind"] for options in started] == [address]
+    # Privacy: no access log (the Outbound Message path may carry a secret).
+    assert started[0]["accesslog"] is None
+
+
+@pytest.mark.parametrize(
+    ("flag", "periodic"), [([], None), (["--scheduler"], True), (["--no-scheduler"], False)]
+)
+def test_worker_scheduler_flag_reaches_the_consumer(
+    config: Path, monkeypatch: pytest.MonkeyPatch, flag: list[str], periodic: bool | None
+) -> None:
+    from connector.worker import Worker
+
+    seen: list[tuple[int, bool | None]] = []
+
+    def run_consumer(self: Worker, workers: int = 2, periodic: bool | None = None) -> None:
+        seen.append((workers, periodic))
+        self.close()
+        self.db.dispose()
+
+    monkeypatch.setattr(Worker, "run_consumer", run_consumer)
+    result = CliRunner().invoke(main, ["--config", str(config), "worker", "--workers", "3", *flag])
+    assert result.exit_code == 0, result.output
+    # None: the consumer follows service.scheduler (test_worker checks that rule).
+    assert seen == [(3, periodic)]

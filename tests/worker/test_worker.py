@@ -361,14 +361,23 @@ def test_a_stopped_run_backs_off(worker: Worker, fake_kinds: FakeKinds) -> None:
     assert (row.status, row.error_code) == ("leased", "budget")
 
 
-def test_a_bug_in_a_kind_backs_off_and_propagates(worker: Worker, fake_kinds: FakeKinds) -> None:
+def test_a_bug_in_a_kind_backs_off_and_propagates_without_its_message(
+    worker: Worker, fake_kinds: FakeKinds, caplog: pytest.LogCaptureFixture
+) -> None:
+    email = "@".join(["jane.doe", "example.org"])  # data, not a source line of the traceback
+
     def bug(ctx: object, request: object, progress: object) -> RunResult:
-        raise KeyError("oops")
+        return {"other": 1}[email]  # type: ignore[return-value]  # KeyError: 'jane.doe@...'
 
     fake_kinds.contacts.behaviour = bug
     inbox.store(worker.db, [notice(1)])
-    with pytest.raises(KeyError):
+    with pytest.raises(worker_module.KindCrashed) as info:
         worker.drain("fake_contacts")
+    # What Huey logs (the task's exception, its context) and what we log hold no record data.
+    assert email not in str(info.value) and info.value.__suppress_context__
+    assert "ids run of fake_contacts raised KeyError" in caplog.text
+    assert "in bug" in caplog.text
+    assert email not in caplog.text
     with worker.db.session() as session:
         row = session.scalars(select(InboxEvent)).one()
         assert session.get(Lock, lock_name("fake_contacts")) is None  # released anyway
@@ -459,6 +468,19 @@ def test_nightly_full_reconcile_once_a_day_in_the_programme_time_zone(worker: Wo
     assert "fake_contacts" in worker.tick(two_am_new_york + dt.timedelta(days=1))["full"]
 
 
+def test_nightly_full_reconcile_when_the_clock_jumps_over_its_hour(worker: Worker) -> None:
+    # 8 March 2026 in New York: 2:00 EST becomes 3:00 EDT; 2 AM never comes.
+    three_am_edt = dt.datetime(2026, 3, 8, 7, 0, tzinfo=dt.UTC)
+    assert "fake_contacts" in worker.tick(three_am_edt)["full"]
+    assert worker.tick(three_am_edt + dt.timedelta(minutes=1))["full"] == []
+
+
+def test_nightly_window_ends(worker: Worker) -> None:
+    five_am_new_york = dt.datetime(2026, 1, 10, 10, 0, tzinfo=dt.UTC)
+    assert worker.tick(five_am_new_york)["full"] == []  # too late: tomorrow night
+    assert "fake_contacts" in worker.tick(five_am_new_york - dt.timedelta(minutes=1))["full"]
+
+
 def test_scheduled_runs_call_the_kind(worker: Worker, fake_kinds: FakeKinds) -> None:
     result = worker.run_kind("fake_contacts", "incremental")
     assert result is not None and result.status == "ok"
@@ -500,3 +522,41 @@ def test_consumer_periodic_follows_the_scheduler_setting(
         finally:
             work.close()
             work.db.dispose()
+
+
+def test_a_record_that_keeps_failing_backs_off_then_is_parked(
+    tmp_path: Path, fake_kinds: FakeKinds
+) -> None:
+    from tests.webhooks.fakes import make_settings
+
+    work = Worker(make_settings(tmp_path, retry_max_attempts=3, retry_base_seconds=10))
+    svc = work.settings.service
+
+    def fails_again(ctx: object, request, progress: object) -> RunResult:  # type: ignore[no-untyped-def]
+        with work.db.session() as session:
+            for record in request.ids:
+                bookkeeping.record_failure(session, "fake_contacts", record, "x", "moodle", svc)
+        return RunResult(kind="fake_contacts", status="failed_records")
+
+    fake_kinds.contacts.behaviour = fails_again
+    try:
+        with work.db.session() as session:
+            bookkeeping.record_failure(session, "fake_contacts", "003A", "x", "moodle", svc)
+        gaps = []
+        for _ in range(2):
+            with work.db.session() as session:
+                row = session.scalars(select(FailedRecord)).one()
+                gaps.append(round((row.next_retry_at - row.last_failed_at).total_seconds()))
+                row.next_retry_at = utcnow()  # the backoff is over
+            assert work.tick()["retry"] == ["fake_contacts"]
+            run_queued(work.huey)
+        assert gaps == [10, 20]  # base, then doubled
+        with work.db.session() as session:
+            row = session.scalars(select(FailedRecord)).one()
+        assert (row.attempts, row.parked, row.next_retry_at) == (3, True, None)
+        assert work.tick()["retry"] == []  # parked: only `mentorsync retry` brings it back
+        retries = [c.ids for c in fake_kinds.contacts.calls if c.mode == "ids"]
+        assert retries == [("003A",), ("003A",)]
+    finally:
+        work.close()
+        work.db.dispose()
