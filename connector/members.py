@@ -54,6 +54,7 @@ from typing import Any
 from sqlalchemy import select
 
 from connector import bookkeeping
+from connector.config import Settings
 from connector.context import Context
 from connector.errors import Action as ErrorAction
 from connector.errors import (
@@ -126,6 +127,11 @@ class MembersSync:
 
     name = KIND
     objects = ("Contact",)
+
+    def objects_for(self, settings: Settings) -> tuple[str, ...]:
+        """The source object of the field map (``Contact``, or ``Account`` for Person Accounts),
+        whose webhook events route to this kind."""
+        return (load_field_map(settings.members.field_map).sobject,)
 
     def run(
         self, ctx: Context, request: SyncRequest, progress: ProgressHook | None = None

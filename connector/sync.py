@@ -53,7 +53,9 @@ class SyncKind(Protocol):
     """A reconciler that the machinery can run."""
 
     name: str
-    # Source objects whose events route to this kind: "Contact", "moodle:user"...
+    # Source objects whose events route to this kind: "Contact", "moodle:user"... A kind whose
+    # source object is configurable may also offer ``objects_for(settings) -> tuple[str, ...]``,
+    # which the webhook router then uses instead (read once when the app starts).
     objects: tuple[str, ...]
 
     def run(

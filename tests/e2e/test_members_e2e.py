@@ -255,3 +255,25 @@ data_dir = "{tmp_path / "cli-state"}"
     assert "members:Contact" in status.output
     assert "conflict:" in status.output
     assert world.report.shared_email not in status.output  # ids and codes only
+
+
+def test_existing_account_with_an_email_two_contacts_share_is_linked_to_neither(
+    tmp_path: Path,
+) -> None:
+    with running_sandboxes(tmp_path, members=MEMBERS, moodle_accounts=2) as (sf, moodle, settings):
+        report = sf.seed_report
+        ((uid, _),) = report.ambiguous
+        ctx = Context(settings)
+        try:
+            result = MembersSync().run(ctx, SyncRequest(mode="full", allow_mass_change=True))
+        finally:
+            ctx.close()
+
+        assert result.counts["adopted"] == 1  # the unambiguous one only
+        assert moodle.site.users[uid]["idnumber"] == ""  # the shared-email account: nobody's
+        for cid in report.shared_email_contacts:
+            contact = sf.store.get("Contact", cid)
+            assert contact is not None
+            assert contact["LMS_Sync_Status__c"] == "Conflict"
+            assert contact["LMS_Sync_Error__c"] == "conflict:ambiguous_match"
+            assert moodle.site.user_ids_by_idnumber(cid) == []

@@ -251,3 +251,29 @@ def test_create_payload_is_the_moodle_item() -> None:
         ],
     }
     assert "createpassword" not in create_payload(user, "saml2")
+
+
+def test_webhooks_route_the_field_maps_source_object(tmp_path: Path) -> None:
+    """With Person Accounts the source object is Account: its Outbound Messages must route to
+    the member sync, and Contact's no longer."""
+    from importlib.resources import files
+
+    from connector.config import load_settings
+    from connector.members import MembersSync
+    from webhooks import create_app
+    from webhooks.runtime import kind_for
+
+    default = files("mappings").joinpath("default_fieldmap.toml").read_text(encoding="utf-8")
+    custom = tmp_path / "accounts.toml"
+    custom.write_text(default.replace('object = "Contact"', 'object = "Account"'), "utf-8")
+    settings = load_settings(
+        env={
+            "MENTORSYNC_MEMBERS_FIELD_MAP": str(custom),
+            "MENTORSYNC_SERVICE_DATA_DIR": str(tmp_path / "data"),
+        }
+    )
+    assert MembersSync().objects_for(settings) == ("Account",)
+    app = create_app(settings)
+    with app.app_context():
+        assert kind_for("Account") == "members"
+        assert kind_for("Contact") is None
