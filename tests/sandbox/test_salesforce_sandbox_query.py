@@ -22,14 +22,6 @@ def sf(tmp_path):
     sandbox.stop()
 
 
-@pytest.fixture
-def rest(sf):
-    client = RestSession(sf)
-    client.login()
-    yield client
-    client.close()
-
-
 def add_contacts(sf: SalesforceSandbox, count: int, **fields) -> list[str]:
     return sf.store.bulk_insert(
         "Contact", ({"LastName": f"Member {i:05d}", **fields} for i in range(count))

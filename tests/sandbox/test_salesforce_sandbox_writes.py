@@ -8,7 +8,6 @@ import pytest
 import requests
 
 from sandbox.salesforce import SalesforceSandbox
-from sandbox.testing import RestSession
 
 T0 = dt.datetime(2026, 3, 2, 14, 0, 0, tzinfo=dt.UTC)
 
@@ -38,14 +37,6 @@ def sf(tmp_path, clock):
     sandbox.start()
     yield sandbox
     sandbox.stop()
-
-
-@pytest.fixture
-def rest(sf):
-    client = RestSession(sf)
-    client.login()
-    yield client
-    client.close()
 
 
 def stamp(clock: Clock) -> str:

@@ -51,6 +51,13 @@ def moodle_answers(drop_function: str | None = None, known_courses: tuple[str, .
     return answer
 
 
+def serve_moodle(rsps: responses.RequestsMock, **answers: Any) -> None:
+    """Answer Moodle web-service calls like the recorded site (see ``moodle_answers``)."""
+    rsps.add_callback(
+        responses.POST, f"{MOODLE}/webservice/rest/server.php", callback=moodle_answers(**answers)
+    )
+
+
 def salesforce_answers(rsps: responses.RequestsMock, missing_field: str | None = None) -> None:
     limit = {"Sforce-Limit-Info": "api-usage=18/15000"}
     rsps.get(
@@ -86,11 +93,7 @@ def run_doctor(env: dict[str, str]) -> Any:
 
 def test_everything_present_exits_zero(env: dict[str, str]) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.add_callback(
-            responses.POST,
-            f"{MOODLE}/webservice/rest/server.php",
-            callback=moodle_answers(known_courses=("GMP-ORIENT", "GMP-2026")),
-        )
+        serve_moodle(rsps, known_courses=("GMP-ORIENT", "GMP-2026"))
         salesforce_answers(rsps)
         result = run_doctor(env)
     assert result.exit_code == 0, result.output
@@ -101,13 +104,7 @@ def test_everything_present_exits_zero(env: dict[str, str]) -> None:
 
 def test_missing_function_and_course_are_named(env: dict[str, str]) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.add_callback(
-            responses.POST,
-            f"{MOODLE}/webservice/rest/server.php",
-            callback=moodle_answers(
-                drop_function="enrol_manual_enrol_users", known_courses=("GMP-ORIENT",)
-            ),
-        )
+        serve_moodle(rsps, drop_function="enrol_manual_enrol_users", known_courses=("GMP-ORIENT",))
         salesforce_answers(rsps)
         result = run_doctor(env)
     assert result.exit_code != 0
@@ -119,11 +116,7 @@ def test_missing_function_and_course_are_named(env: dict[str, str]) -> None:
 
 def test_renamed_salesforce_field_is_named(env: dict[str, str]) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.add_callback(
-            responses.POST,
-            f"{MOODLE}/webservice/rest/server.php",
-            callback=moodle_answers(known_courses=("GMP-ORIENT", "GMP-2026")),
-        )
+        serve_moodle(rsps, known_courses=("GMP-ORIENT", "GMP-2026"))
         salesforce_answers(rsps, missing_field="Member_Status__c")
         result = run_doctor(env)
     assert result.exit_code != 0
@@ -159,11 +152,7 @@ def test_a_wrong_moodle_url_says_it_must_be_the_wwwroot(env: dict[str, str]) -> 
 
 def test_unreadable_api_limits_fail_the_check_instead_of_crashing(env: dict[str, str]) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.add_callback(
-            responses.POST,
-            f"{MOODLE}/webservice/rest/server.php",
-            callback=moodle_answers(known_courses=("GMP-ORIENT", "GMP-2026")),
-        )
+        serve_moodle(rsps, known_courses=("GMP-ORIENT", "GMP-2026"))
         rsps.get(
             f"{DATA}/limits/",
             json=[{"errorCode": "INSUFFICIENT_ACCESS", "message": "no"}],
