@@ -54,8 +54,8 @@ def child(config: str, mode: str, naive: bool, trace: bool) -> None:
     """Run one member sync (or the naive baseline) and print its measurements as JSON."""
     from connector.config import load_settings
     from connector.context import Context
-    from connector.members import MembersRun
-    from connector.sync import SyncRequest
+    from connector.engine.kind import SyncRequest
+    from connector.kinds.members.kind import MembersRun
 
     if trace:
         tracemalloc.start()
@@ -110,7 +110,7 @@ def cpu_seconds() -> float:
 
 def naive_sync(ctx: Any) -> dict[str, int]:
     """The same first sync, record by record: what a straightforward integration would do."""
-    from connector.members_plan import Policy
+    from connector.kinds.members.plan import Policy
     from mappings.fieldmap import load_field_map
     from mappings.members import ContactMapper, MappingRejected, create_payload
 

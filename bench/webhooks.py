@@ -107,7 +107,7 @@ def bench_app() -> Any:
 
 def serve(workers: int, threads: int) -> None:
     """Run gunicorn exactly as ``mentorsync serve`` configures it, with :func:`bench_app`."""
-    from connector.commands.service import gunicorn_options, prepare_storage, run_gunicorn
+    from connector.cli.service import gunicorn_options, prepare_storage, run_gunicorn
     from connector.config import load_settings
 
     settings = load_settings()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from connector.config import Settings
-from connector.state import StateDB
+from connector.state.database import StateDB
 
 
 @dataclass
@@ -22,16 +22,16 @@ class Context:
         return StateDB(self.settings.database_url)
 
     @cached_property
-    def moodle(self):  # type: ignore[no-untyped-def]  # -> connector.moodle.MoodleClient
+    def moodle(self):  # type: ignore[no-untyped-def]  # -> connector.clients.moodle.client.MoodleClient
         """The Moodle web-service client."""
-        from connector.moodle import MoodleClient
+        from connector.clients.moodle.client import MoodleClient
 
         return MoodleClient(self.settings.moodle)
 
     @cached_property
-    def salesforce(self):  # type: ignore[no-untyped-def]  # -> connector.salesforce.SalesforceClient
+    def salesforce(self):  # type: ignore[no-untyped-def]  # -> connector.clients.salesforce.client.SalesforceClient
         """The Salesforce client (logs in on first use)."""
-        from connector.salesforce import SalesforceClient
+        from connector.clients.salesforce.client import SalesforceClient
 
         return SalesforceClient(self.settings.salesforce)
 

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from connector import soql
+from connector.clients.salesforce import soql
 from connector.errors import ConfigError
 
 DEFAULT_FILE = "default_fieldmap.toml"

@@ -1,6 +1,7 @@
 """The webhook service: Salesforce Outbound Messages, signed JSON events, health and metrics.
 
-``create_app`` is imported lazily: the worker imports :mod:`webhooks.inbox` without Flask's app.
+``create_app`` is imported lazily: the worker imports :mod:`connector.state.inbox`
+without Flask's app.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from connector.config import Settings, load_settings
 from connector.errors import ConfigError
-from connector.worker import Worker
+from connector.service.worker import Worker
 from webhooks import outbound
 from webhooks.runtime import EXTENSION, Runtime, configured_objects, runtime
 from webhooks.signing import decode_secret

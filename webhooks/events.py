@@ -35,7 +35,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from webhooks import inbox
+from connector.state import inbox
 from webhooks.runtime import kind_for, read_body, runtime
 from webhooks.signing import SignatureError, verify
 

@@ -17,10 +17,10 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from connector.queue import ping
-from connector.state import FailedRecord, KeyValue, Run
-from connector.worker import KV_API_CALLS, KV_SF_BUDGET, KV_TASK_ERRORS
-from webhooks import inbox
+from connector.service.queue import ping
+from connector.service.worker import KV_API_CALLS, KV_SF_BUDGET, KV_TASK_ERRORS
+from connector.state import inbox
+from connector.state.database import FailedRecord, KeyValue, Run
 from webhooks.runtime import runtime
 
 log = logging.getLogger(__name__)

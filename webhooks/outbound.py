@@ -24,7 +24,7 @@ from flask import Blueprint, Response, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.config import ServiceSettings
-from webhooks import inbox
+from connector.state import inbox
 from webhooks.runtime import kind_for, read_body, runtime
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from flask import current_app, request
 
 from connector.config import Settings
-from connector.state import StateDB
-from connector.sync import kinds
-from connector.worker import Worker
+from connector.engine.kind import kinds
+from connector.service.worker import Worker
+from connector.state.database import StateDB
 
 EXTENSION = "mentorsync"
 

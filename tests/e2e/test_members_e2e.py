@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from connector.cli import main
 from connector.context import Context
-from connector.members import MembersSync
-from connector.sync import RunResult, SyncRequest
+from connector.engine.kind import RunResult, SyncRequest
+from connector.kinds.members.kind import MembersSync
 from sandbox.moodle import MoodleSandbox
 from sandbox.salesforce import SalesforceSandbox
 from sandbox.seed import SeedReport

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from connector.cli import main
-from connector.commands.sandbox import write_config
+from connector.cli.sandbox import write_config
 from sandbox.moodle import catalog
 from sandbox.testing import running_sandboxes
 

@@ -9,8 +9,8 @@ import datetime as dt
 import pytest
 import requests
 
+from connector.clients.salesforce.client import SalesforceClient
 from connector.errors import SalesforceBudgetError, SalesforceTransientError, UnknownOutcomeError
-from connector.salesforce import SalesforceClient
 from sandbox.testing import running_sandboxes, settings_for
 
 

@@ -9,8 +9,8 @@ import sys
 import threading
 import time
 
+from connector.clients.salesforce.client import SalesforceClient
 from connector.config import load_settings
-from connector.salesforce import SalesforceClient
 
 START = "from connector.cli import main; main()"
 

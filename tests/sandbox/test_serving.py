@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from connector.moodle import MoodleClient
-from connector.salesforce import SalesforceClient
+from connector.clients.moodle.client import MoodleClient
+from connector.clients.salesforce.client import SalesforceClient
 from sandbox.moodle import MoodleSandbox
 from sandbox.salesforce import SalesforceSandbox
 from sandbox.testing import settings_for

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-import connector.sync
+import connector.engine.kind
 from connector.config import Settings, load_settings
-from connector.sync import RunResult, SyncRequest
+from connector.engine.kind import RunResult, SyncRequest
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "salesforce"
 ORG_ID = "00D5e000000KQ2eEAG"
@@ -88,12 +88,13 @@ class FakeKinds:
 def fake_kinds(monkeypatch: pytest.MonkeyPatch) -> FakeKinds:
     """A registry holding only fake kinds (the real built-in kinds are imported, then hidden)."""
     try:
-        importlib.import_module("connector.members")
+        importlib.import_module("connector.kinds.members.kind")
     except ImportError:
         # The member sync is written in parallel; until it exists, kinds() must still work.
-        monkeypatch.setitem(sys.modules, "connector.members", types.ModuleType("connector.members"))
+        name = "connector.kinds.members.kind"
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     registry: dict[str, Any] = {}
-    monkeypatch.setattr(connector.sync, "REGISTRY", registry)
+    monkeypatch.setattr(connector.engine.kind, "REGISTRY", registry)
     kinds = FakeKinds(
         contacts=FakeKind("fake_contacts", ("Contact",)),
         matches=FakeKind("fake_matches", ("Mentorship_Match__c",)),
@@ -103,7 +104,7 @@ def fake_kinds(monkeypatch: pytest.MonkeyPatch) -> FakeKinds:
         ),
     )
     for kind in (kinds.contacts, kinds.matches, kinds.moodle, kinds.completions):
-        connector.sync.register(kind)
+        connector.engine.kind.register(kind)
     return kinds
 
 

@@ -18,14 +18,14 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from connector.config import Settings
-from connector.state import InboxEvent, Run
-from connector.worker import Worker
+from connector.service.worker import Worker
+from connector.state.database import InboxEvent, Run
 from webhooks import create_app
 
 pytestmark = pytest.mark.e2e
 
 sandbox_testing = pytest.importorskip("sandbox.testing")
-pytest.importorskip("connector.members")
+pytest.importorskip("connector.kinds.members.kind")
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import sqlalchemy.exc
 from flask.testing import FlaskClient
 from sqlalchemy import event, select
 
-from connector.state import InboxEvent
+from connector.state.database import InboxEvent
 from tests.webhooks.fakes import MOODLE_KEY, SF_KEY, FakeKinds, queued, section_overrides, sf_id
 from webhooks import create_app
 from webhooks.runtime import Runtime

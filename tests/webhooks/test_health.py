@@ -12,11 +12,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, update
 from sqlalchemy.orm import sessionmaker
 
-from connector import bookkeeping
 from connector.context import Context
-from connector.state import InboxEvent, KeyValue, utcnow
-from connector.worker import KV_API_CALLS
-from webhooks import inbox
+from connector.service.worker import KV_API_CALLS
+from connector.state import bookkeeping, inbox
+from connector.state.database import InboxEvent, KeyValue, utcnow
 from webhooks.runtime import Runtime
 
 METRIC_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.commands.service import gunicorn_options
+from connector.cli.service import gunicorn_options
 from tests.webhooks.fakes import make_settings
 from webhooks import logs
 

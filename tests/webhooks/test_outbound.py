@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from connector.state import InboxEvent
+from connector.state.database import InboxEvent
 from tests.webhooks.fakes import (
     ORG_ID,
     FakeKinds,

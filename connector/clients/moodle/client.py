@@ -1,0 +1,509 @@
+"""Moodle web-service client: REST with JSON answers, typed errors, retries and batching.
+
+Every call is one POST of a form body to ``{url}/webservice/rest/server.php`` carrying
+``wstoken``, ``wsfunction`` and ``moodlewsrestformat=json`` plus the function's parameters in
+PHP bracket encoding (:mod:`connector.clients.moodle.params`).
+The token only ever travels in the body.
+
+Moodle answers errors with HTTP 200 and ``{"exception","errorcode","message"}``. They become:
+
+- :class:`MoodleTransientError`: connection refused, connect timeout, HTTP 5xx or 429, a body that
+  is not JSON (a proxy's HTML page), ``sitemaintenance``. Retried here with tenacity
+  (exponential backoff with full jitter, ``retry_attempts`` and ``retry_max_seconds`` caps).
+- :class:`MoodleConfigurationError`: the token, the service or the permissions are wrong; ``hint``
+  says what the admin should enable.
+- :class:`MoodleRecordError`: Moodle refused the data of this call (``invalidparameter``...).
+- :class:`MoodleProtocolError`: an answer that is not the web-service protocol (XML, a redirect).
+- :class:`UnknownOutcomeError`: a write (``write=True``) that may or may not have happened: read
+  timeout, connection lost after sending, HTTP 502/504 from a gateway, a 200 that is not JSON
+  (Moodle may have done the work, then printed a PHP notice). Never retried here: the caller
+  re-reads Moodle and decides. On a read, the same failures are transient.
+
+``calls`` counts HTTP requests per wsfunction that reached, or may have reached, Moodle:
+every attempt, retries included; only attempts that provably never left (connection refused,
+connect timeout, TLS failure) are not counted.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+import requests
+import tenacity
+from urllib3.exceptions import NewConnectionError
+
+from connector.clients.moodle.params import PROTOCOL_FIELDS, count_fields, encode, split_items
+from connector.config import MoodleSettings
+from connector.errors import (
+    BatchTooLargeError,
+    MoodleConfigurationError,
+    MoodleError,
+    MoodleProtocolError,
+    MoodleRecordError,
+    MoodleTransientError,
+    UnknownOutcomeError,
+)
+
+log = logging.getLogger(__name__)
+
+REST_PATH = "/webservice/rest/server.php"
+_Body = list[tuple[str, str]]
+
+REQUIRED_FUNCTIONS: tuple[str, ...] = (
+    "core_webservice_get_site_info",
+    "core_user_get_users_by_field",
+    "core_user_create_users",
+    "core_user_update_users",
+    "core_course_get_courses_by_field",
+    "core_course_get_contents",
+    "enrol_manual_enrol_users",
+    "enrol_manual_unenrol_users",
+    "core_enrol_get_enrolled_users",
+    "core_group_get_course_groups",
+    "core_group_create_groups",
+    "core_group_delete_groups",
+    "core_group_add_group_members",
+    "core_group_delete_group_members",
+    "core_group_get_group_members",
+    "core_role_assign_roles",
+    "core_role_unassign_roles",
+    "core_completion_get_activities_completion_status",
+    "core_completion_override_activity_completion_status",
+    "core_completion_get_course_completion_status",
+)
+
+_SERVICES = "Site administration > Server > Web services"
+_CONFIG_HINTS: dict[str, str] = {
+    "invalidtoken": f"the token is unknown: create one for the integration user ({_SERVICES} > "
+    "Manage tokens) and set moodle.token",
+    "invalidtimedtoken": f"the token has expired: create a new one ({_SERVICES} > Manage tokens)",
+    "invalidiptoken": "the token is IP-restricted: allow this host's address on the token",
+    "accessexception": "add {wsfunction} to the integration user's external service ("
+    f"{_SERVICES} > External services > Functions) and check the service's user, IP and "
+    "time restrictions",
+    "servicenotavailable": f"enable the integration user's external service ({_SERVICES} > "
+    "External services)",
+    "webservicesnotenabled": "enable web services (Site administration > General > Advanced "
+    "features) and the REST protocol (Web services > Manage protocols)",
+    "wsusercannotassign": "allow the integration role to assign role {roles} (Site "
+    "administration > Users > Permissions > Define roles > Allow role assignments)",
+    "nosuchfunction": "{wsfunction} does not exist on this Moodle: check the Moodle version "
+    "and that the plugin providing it is installed",
+    "nopermissions": "give the integration user's role the capability {wsfunction} needs "
+    "(turn on Moodle debugging to see which)",
+    "requireloginerror": "the integration user cannot access the course or site: check its "
+    "role and that it is not suspended",
+}
+# Moodle 4.x refuses a token whose user cannot log in with wsaccessuser* codes
+# (wsaccessusersuspended, wsaccessuserdeleted, wsaccessusernologin...).
+_USER_ACCESS_HINT = "the integration user cannot log in (suspended, deleted or not confirmed)"
+_TRANSIENT_CODES = frozenset({"sitemaintenance"})
+# A real Moodle error code; the weak-password case puts the policy's HTML there instead (05_).
+_CODE_SHAPE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+# Gateways that may have passed the request on before failing: on a write, outcome unknown.
+_GATEWAY_STATUSES = frozenset({502, 504})
+# What to fix when the answer is not the web-service protocol (MoodleProtocolError.hint).
+_REDIRECT_HINT = (
+    "moodle.url must be the site's wwwroot exactly (scheme, host, port and path, as $CFG->wwwroot "
+    "in Moodle's config.php): Moodle redirects any other address"
+)
+_XML_HINT = (
+    "the REST protocol must answer JSON: mentorsync sends moodlewsrestformat=json, so a proxy or "
+    "a rewrite in front of moodle.url is dropping the form body"
+)
+_STATUS_HINT = (
+    "check that moodle.url is the site's wwwroot and that the REST protocol is enabled (Site "
+    "administration > Server > Web services > Manage protocols)"
+)
+
+
+def missing_functions(site_info: Mapping[str, Any]) -> list[str]:
+    """The REQUIRED_FUNCTIONS absent from ``site_info["functions"]`` (what the token may call)."""
+    present = {f.get("name") for f in site_info.get("functions") or [] if isinstance(f, Mapping)}
+    return [name for name in REQUIRED_FUNCTIONS if name not in present]
+
+
+class MoodleClient:
+    """A Moodle REST web-service client for one site and token.
+
+    Reads that take lists batch internally and merge; writes send exactly one HTTP call each
+    (callers batch with :meth:`split`) and raise :class:`BatchTooLargeError` rather than send a
+    call over ``field_limit``. Not meant to be shared between threads (``calls`` is a plain
+    Counter).
+    """
+
+    def __init__(self, settings: MoodleSettings, session: requests.Session | None = None) -> None:
+        self.settings = settings
+        self.endpoint = settings.url.rstrip("/") + REST_PATH
+        self.field_limit: int = settings.max_input_vars - settings.field_margin
+        self.calls: collections.Counter[str] = collections.Counter()
+        # Tenacity waits through this; tests replace it to record waits without sleeping.
+        self.sleep: Callable[[float], None] = time.sleep
+        if session is None:
+            session = requests.Session()
+            session.verify = settings.ca_bundle or True
+            session.headers["User-Agent"] = "mentorsync"
+        self.session = session
+
+    def __repr__(self) -> str:
+        host = urlsplit(self.endpoint).hostname
+        return f"MoodleClient(host={host!r}, calls={sum(self.calls.values())})"
+
+    # --- the wire ---------------------------------------------------------------------------
+
+    def call(
+        self, wsfunction: str, params: Mapping[str, Any] | None = None, *, write: bool = False
+    ) -> Any:
+        """Call ``wsfunction`` with ``params`` and return the decoded JSON answer (None for void).
+
+        Transient failures are retried with exponential backoff and jitter, at most
+        ``retry_attempts`` attempts and ``retry_max_seconds`` in total. With ``write=True`` a call
+        whose outcome cannot be known (read timeout, connection lost after sending, a 502/504
+        gateway error, a non-JSON 200 answer) raises :class:`UnknownOutcomeError` unretried.
+        """
+        fields = encode(params)
+        total = PROTOCOL_FIELDS + len(fields)
+        if total > self.field_limit:
+            # PHP would drop the fields past max_input_vars without a word: never send it.
+            raise BatchTooLargeError(
+                f"Moodle {wsfunction}: {total} form fields, over the limit of {self.field_limit}"
+            )
+        body = [
+            ("wstoken", self.settings.token.get()),
+            ("wsfunction", wsfunction),
+            ("moodlewsrestformat", "json"),
+            *fields,
+        ]
+        s = self.settings
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(s.retry_attempts)
+            | tenacity.stop_before_delay(s.retry_max_seconds),
+            wait=tenacity.wait_random_exponential(multiplier=1, max=30),
+            retry=tenacity.retry_if_exception_type(MoodleTransientError),
+            sleep=lambda seconds: self.sleep(seconds),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        log.debug("moodle call %s fields=%d write=%s", wsfunction, total, write)
+        try:
+            return retrying(self._attempt, wsfunction, body, write)
+        except MoodleTransientError as exc:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            log.error(
+                "moodle %s: %s, giving up after %d attempts", wsfunction, exc.errorcode, attempts
+            )
+            raise
+
+    def _attempt(self, wsfunction: str, body: _Body, write: bool) -> Any:
+        s = self.settings
+        try:
+            response = self.session.post(
+                self.endpoint,
+                data=body,
+                timeout=(s.connect_timeout, s.read_timeout),
+                allow_redirects=False,  # a redirect means a wrong URL; never resend elsewhere
+            )
+        except requests.exceptions.ConnectTimeout as exc:
+            raise MoodleTransientError(wsfunction, "connecttimeout") from exc
+        except requests.exceptions.SSLError as exc:
+            raise MoodleConfigurationError(
+                wsfunction,
+                "tlserror",
+                hint="the TLS handshake failed: check moodle.url and moodle.ca_bundle",
+            ) from exc
+        except requests.exceptions.ReadTimeout as exc:
+            self.calls[wsfunction] += 1
+            self._after_send_failure(wsfunction, "readtimeout", write, exc)
+        except requests.exceptions.ConnectionError as exc:
+            if _never_sent(exc):
+                raise MoodleTransientError(wsfunction, "connectionrefused") from exc
+            self.calls[wsfunction] += 1
+            self._after_send_failure(wsfunction, "connectionlost", write, exc)
+        except requests.exceptions.RequestException as exc:
+            # Broken chunked body, bad content encoding...: the request did go out.
+            self.calls[wsfunction] += 1
+            self._after_send_failure(wsfunction, "badresponse", write, exc)
+        else:
+            self.calls[wsfunction] += 1
+            return self._decode(wsfunction, response, write, body)
+
+    def _after_send_failure(
+        self, wsfunction: str, code: str, write: bool, exc: Exception
+    ) -> NoReturn:
+        if write:
+            log.warning("moodle %s: %s on a write, outcome unknown", wsfunction, code)
+            raise UnknownOutcomeError(
+                f"Moodle {wsfunction}: {code} after sending a write; re-read before retrying",
+                wsfunction=wsfunction,
+            ) from exc
+        raise MoodleTransientError(wsfunction, code) from exc
+
+    def _decode(
+        self, wsfunction: str, response: requests.Response, write: bool, body: _Body
+    ) -> Any:
+        status = response.status_code
+        if 300 <= status < 400:
+            log.error(
+                "moodle %s: HTTP %d redirect, moodle.url is not the wwwroot", wsfunction, status
+            )
+            raise MoodleProtocolError(wsfunction, f"redirect{status}", hint=_REDIRECT_HINT)
+        if status == 403:
+            # The REST server answers a bare 403 when web services or REST are disabled.
+            raise _configuration_error(wsfunction, f"http{status}", body, "webservicesnotenabled")
+        if write and status in _GATEWAY_STATUSES:
+            log.warning("moodle %s: HTTP %d on a write, outcome unknown", wsfunction, status)
+            raise UnknownOutcomeError(
+                f"Moodle {wsfunction}: HTTP {status} from a gateway on a write; re-read first",
+                wsfunction=wsfunction,
+            )
+        if status >= 500 or status == 429:
+            raise MoodleTransientError(wsfunction, f"http{status}")
+        if status != 200:
+            raise MoodleProtocolError(wsfunction, f"http{status}", hint=_STATUS_HINT)
+        content = response.content
+        if "xml" in response.headers.get("Content-Type", "") or content.lstrip().startswith(
+            b"<?xml"
+        ):
+            log.error("moodle %s: XML answer, moodlewsrestformat=json not honoured", wsfunction)
+            raise MoodleProtocolError(wsfunction, "xmlresponse", hint=_XML_HINT)
+        try:
+            data = json.loads(content)
+        except ValueError:
+            if write:
+                # Moodle may have done the work, then printed a PHP notice before the JSON.
+                log.warning("moodle %s: non-JSON answer to a write, outcome unknown", wsfunction)
+                raise UnknownOutcomeError(
+                    f"Moodle {wsfunction}: non-JSON answer to a write; re-read before retrying",
+                    wsfunction=wsfunction,
+                ) from None
+            raise MoodleTransientError(wsfunction, "notjson") from None
+        if isinstance(data, dict) and "exception" in data and "errorcode" in data:
+            raise _error(wsfunction, data, body)
+        return data
+
+    # --- batching ---------------------------------------------------------------------------
+
+    def split(
+        self,
+        list_key: str,
+        items: Sequence[Mapping[str, Any]],
+        extra: Mapping[str, Any] | None = None,
+        max_items: int | None = None,
+    ) -> list[list[Mapping[str, Any]]]:
+        """Split ``items`` (sent as ``list_key[i]...``) into batches of one call each.
+
+        Each batch's call, counting every form field (wstoken, wsfunction, moodlewsrestformat,
+        ``extra`` and the items), stays within ``field_limit``, and holds at most ``max_items``
+        (default ``settings.max_batch_items``) items. An item too big alone raises
+        :class:`BatchTooLargeError`.
+        """
+        return split_items(
+            list_key,
+            items,
+            base_fields=PROTOCOL_FIELDS + count_fields(dict(extra or {})),
+            field_limit=self.field_limit,
+            max_items=max_items or self.settings.max_batch_items,
+        )
+
+    def _batched_read(
+        self, wsfunction: str, list_key: str, values: Sequence[Any], extra: Mapping[str, Any]
+    ) -> list[Any]:
+        merged: list[Any] = []
+        batches = split_items(
+            list_key,
+            values,
+            base_fields=PROTOCOL_FIELDS + count_fields(dict(extra)),
+            field_limit=self.field_limit,
+            max_items=self.settings.max_batch_items,
+        )
+        for batch in batches:
+            merged.extend(self.call(wsfunction, {**extra, list_key: list(batch)}) or [])
+        return merged
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def site_info(self) -> dict[str, Any]:
+        """Site name, release, the token's user and ``functions`` it may call."""
+        info = dict(self.call("core_webservice_get_site_info"))
+        # A per-user key that opens file downloads: a credential, so it never leaves the client.
+        info.pop("userprivateaccesskey", None)
+        return info
+
+    def get_users_by_field(self, field: str, values: Sequence[str | int]) -> list[dict[str, Any]]:
+        """Users whose ``field`` (id, idnumber, username or email) is one of ``values``.
+
+        Unknown values are simply absent from the answer; deleted users are never returned.
+        """
+        if field not in ("id", "idnumber", "username", "email"):
+            # Moodle searches only these (08_: a profile field is invalidparameter).
+            raise ValueError(
+                f"get_users_by_field: field must be id, idnumber, username or email, got {field!r}"
+            )
+        return self._batched_read(
+            "core_user_get_users_by_field", "values", values, {"field": field}
+        )
+
+    def get_courses_by_field(self, field: str, value: str | int) -> list[dict[str, Any]]:
+        """The ``courses`` list of core_course_get_courses_by_field (id, shortname, idnumber...)."""
+        answer = self.call("core_course_get_courses_by_field", {"field": field, "value": value})
+        return list(answer.get("courses", []))
+
+    def get_course_contents(self, courseid: int) -> list[dict[str, Any]]:
+        """The course's sections, each with its ``modules`` (id = cmid, idnumber...)."""
+        return list(self.call("core_course_get_contents", {"courseid": courseid}))
+
+    def get_enrolled_users(self, courseid: int) -> list[dict[str, Any]]:
+        """Users enrolled in the course, with their ``roles`` and ``groups``."""
+        return list(self.call("core_enrol_get_enrolled_users", {"courseid": courseid}))
+
+    def get_course_groups(self, courseid: int) -> list[dict[str, Any]]:
+        """The course's groups (id, name, idnumber...)."""
+        return list(self.call("core_group_get_course_groups", {"courseid": courseid}))
+
+    def get_group_members(self, groupids: Sequence[int]) -> list[dict[str, Any]]:
+        """``[{"groupid", "userids"}]`` for each group, batched over many groups."""
+        return self._batched_read("core_group_get_group_members", "groupids", groupids, {})
+
+    def get_activities_completion_status(self, courseid: int, userid: int) -> dict[str, Any]:
+        """The whole answer: ``{"statuses": [{"cmid", "state", ...}], "warnings": [...]}``."""
+        return dict(
+            self.call(
+                "core_completion_get_activities_completion_status",
+                {"courseid": courseid, "userid": userid},
+            )
+        )
+
+    def get_course_completion_status(self, courseid: int, userid: int) -> dict[str, Any]:
+        """The whole answer: ``{"completionstatus": {"completed", ...}, "warnings": [...]}``."""
+        return dict(
+            self.call(
+                "core_completion_get_course_completion_status",
+                {"courseid": courseid, "userid": userid},
+            )
+        )
+
+    # --- writes: one HTTP call each ------------------------------------------------------------
+
+    def _write(self, wsfunction: str, list_key: str, items: Sequence[Any]) -> Any:
+        if not items:
+            return None  # nothing to do; Moodle would reject an empty list anyway
+        log.info("moodle %s: %d items", wsfunction, len(items))
+        return self.call(wsfunction, {list_key: list(items)}, write=True)
+
+    def create_users(self, users: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Create users, all or nothing: ``[{"id", "username"}]`` in input order."""
+        return list(self._write("core_user_create_users", "users", users) or [])
+
+    def update_users(self, users: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Update users (each with its ``id``); returns the per-user ``warnings`` list."""
+        answer = self._write("core_user_update_users", "users", users)
+        return list((answer or {}).get("warnings", []))
+
+    def enrol_users(self, enrolments: Sequence[Mapping[str, Any]]) -> None:
+        """Manual enrolments ``{"roleid","userid","courseid"}``, all or nothing; idempotent."""
+        self._write("enrol_manual_enrol_users", "enrolments", enrolments)
+
+    def unenrol_users(self, enrolments: Sequence[Mapping[str, Any]]) -> None:
+        """Remove manual enrolments ``{"userid","courseid"}``."""
+        self._write("enrol_manual_unenrol_users", "enrolments", enrolments)
+
+    def create_groups(self, groups: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Create groups ``{"courseid","name","idnumber",...}``; returns them with their ``id``."""
+        return list(self._write("core_group_create_groups", "groups", groups) or [])
+
+    def delete_groups(self, groupids: Sequence[int]) -> None:
+        """Delete groups by id."""
+        self._write("core_group_delete_groups", "groupids", groupids)
+
+    def add_group_members(self, members: Sequence[Mapping[str, Any]]) -> None:
+        """Add ``{"groupid","userid"}`` memberships."""
+        self._write("core_group_add_group_members", "members", members)
+
+    def delete_group_members(self, members: Sequence[Mapping[str, Any]]) -> None:
+        """Remove ``{"groupid","userid"}`` memberships."""
+        self._write("core_group_delete_group_members", "members", members)
+
+    def assign_roles(self, assignments: Sequence[Mapping[str, Any]]) -> None:
+        """Assign ``{"roleid","userid","contextlevel","instanceid"}`` (mentor: user context)."""
+        self._write("core_role_assign_roles", "assignments", assignments)
+
+    def unassign_roles(self, assignments: Sequence[Mapping[str, Any]]) -> None:
+        """Unassign roles; same item shape as :meth:`assign_roles`."""
+        self._write("core_role_unassign_roles", "unassignments", assignments)
+
+    def override_activity_completion(self, userid: int, cmid: int, newstate: int) -> dict[str, Any]:
+        """Override a user's completion of activity ``cmid`` (1 complete, 0 incomplete)."""
+        params = {"userid": userid, "cmid": cmid, "newstate": newstate}
+        return dict(
+            self.call("core_completion_override_activity_completion_status", params, write=True)
+        )
+
+
+def _never_sent(exc: requests.exceptions.ConnectionError) -> bool:
+    """True when the connection was never made (refused, unresolvable): nothing reached Moodle."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError)
+
+
+def _error(wsfunction: str, data: Mapping[str, Any], body: _Body) -> MoodleError:
+    """Turn Moodle's ``{"exception","errorcode","message"}`` answer into a typed error."""
+    raw_code = str(data.get("errorcode") or "")
+    message = str(data.get("message") or "")
+    upstream = (str(data.get("exception") or ""), message, str(data.get("debuginfo") or ""))
+    if _CODE_SHAPE.match(raw_code):
+        code = raw_code
+    elif wsfunction in ("core_user_create_users", "core_user_update_users"):
+        code = "passwordpolicy"  # Moodle throws the policy's HTML as the error code (05_)
+    else:
+        code = "unrecognisederror"
+    error: MoodleError
+    if code in _CONFIG_HINTS or code.startswith("wsaccessuser"):
+        error = _configuration_error(wsfunction, code, body, code, upstream)
+    elif code == "invalidrecord" and "external_functions" in message:
+        # invalidrecord names the table: external_functions means no such function (61_);
+        # any other table is a missing course or user, a record problem (18_).
+        error = _configuration_error(wsfunction, code, body, "nosuchfunction", upstream)
+    elif code in _TRANSIENT_CODES:
+        error = MoodleTransientError(wsfunction, code, *upstream)
+    else:
+        error = MoodleRecordError(wsfunction, code, *upstream)
+    log.warning("moodle %s: %s (%s)", wsfunction, code, type(error).__name__)
+    return error
+
+
+def _configuration_error(
+    wsfunction: str,
+    code: str,
+    body: _Body,
+    hint_key: str,
+    upstream: tuple[str, str, str] = ("", "", ""),
+) -> MoodleConfigurationError:
+    roles = sorted({v for k, v in body if k == "roleid" or k.endswith("[roleid]")}, key=_numeric)
+    template = _CONFIG_HINTS.get(hint_key, _USER_ACCESS_HINT)
+    hint = template.format(wsfunction=wsfunction, roles=", ".join(roles) or "?")
+    return MoodleConfigurationError(wsfunction, code, *upstream, hint=hint)
+
+
+def _numeric(value: str) -> tuple[int, str]:
+    return (int(value), "") if value.isdigit() else (0, value)
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    code = getattr(error, "errorcode", "?")
+    wsfunction = getattr(error, "wsfunction", "?")
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.warning(
+        "moodle %s: %s, attempt %d failed, retrying in %.1fs",
+        wsfunction,
+        code,
+        state.attempt_number,
+        wait,
+    )

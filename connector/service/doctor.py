@@ -1,0 +1,257 @@
+"""``mentorsync doctor``: check a configuration against the real systems.
+
+Each check says what it found and, when something is wrong, what to fix. The report is made of
+:class:`Check` rows; the run is healthy only when no row has ``status == "fail"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from connector.config import Settings
+from connector.errors import (
+    MentorsyncError,
+    MoodleConfigurationError,
+    MoodleError,
+    SalesforceAuthError,
+    SalesforceBudgetError,
+    SalesforceError,
+)
+
+# Manual completion in Moodle's course module record (COMPLETION_TRACKING_MANUAL).
+COMPLETION_MANUAL = 1
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report."""
+
+    system: str
+    name: str
+    status: str  # ok | fail | note
+    detail: str
+    fix: str = ""
+
+
+# Objects and fields mentorsync reads or writes, by default names (DESIGN.md's data model).
+DEFAULT_SALESFORCE_FIELDS: dict[str, tuple[str, ...]] = {
+    "Contact": (
+        "Id", "FirstName", "LastName", "Email", "Member_Status__c", "Mentorship_Role__c",
+        "Practice_Setting__c", "Region__c", "SystemModstamp", "IsDeleted", "MasterRecordId",
+        "LMS_User_Id__c", "LMS_Sync_Status__c", "LMS_Sync_Error__c", "LMS_Synced_At__c",
+    ),
+    "Mentorship_Match__c": (
+        "Id", "Name", "Mentor__c", "Mentee__c", "Status__c", "Program__c", "Start_Date__c",
+        "End_Date__c", "SystemModstamp", "LMS_Group_Id__c", "LMS_Sync_Status__c",
+        "LMS_Sync_Error__c", "Mentor_Orientation_Completed__c",
+        "Mentee_Orientation_Completed__c", "Meetings_Completed__c", "Meeting_Hours__c",
+        "Last_Meeting_Date__c", "Health__c",
+    ),
+    "Mentoring_Meeting__c": (
+        "External_Id__c", "Match__c", "Meeting_Number__c", "Activity_Idnumber__c",
+        "Completed_On__c", "Hours__c", "Source__c",
+    ),
+}
+
+
+def required_salesforce_fields(settings: Settings) -> dict[str, set[str]]:
+    """Objects and fields the configuration needs: the defaults plus the member field map."""
+    needed = {obj: set(fields) for obj, fields in DEFAULT_SALESFORCE_FIELDS.items()}
+    try:
+        from mappings import fieldmap
+    except ImportError:  # the mapping package is optional for the doctor's own checks
+        return needed
+    loader: Callable[[Settings], Any] | None = getattr(fieldmap, "salesforce_fields", None)
+    if loader is not None:
+        for obj, fields in loader(settings).items():
+            needed.setdefault(obj, set()).update(fields)
+    return needed
+
+
+def check_moodle(settings: Settings, moodle: Any) -> list[Check]:
+    """Moodle: reachable, site and version, functions in the service, courses and activities."""
+    from connector.clients.moodle.client import missing_functions
+
+    checks: list[Check] = []
+    try:
+        info = moodle.site_info()
+    except MoodleConfigurationError as exc:
+        fix = exc.hint or "check moodle.token and that web services and REST are enabled"
+        detail = f"Moodle refused the token ({exc.errorcode})"
+        return [Check("moodle", "login", "fail", detail, fix)]
+    except MentorsyncError as exc:
+        return [
+            Check(
+                "moodle", "reachable", "fail", f"cannot use {settings.moodle.url}: {exc}",
+                "check moodle.url (it must be the site's wwwroot) and the network",
+            )
+        ]
+    checks.append(
+        Check(
+            "moodle", "site", "ok",
+            f"{info.get('sitename', '?')}, release {info.get('release', '?')}, "
+            f"as user id {info.get('userid', '?')}",
+        )
+    )
+    missing = missing_functions(info)
+    if missing:
+        checks.extend(
+            Check(
+                "moodle", f"function {name}", "fail", "not in the token's external service",
+                f"Site administration > Server > Web services > External services: add {name}",
+            )
+            for name in missing
+        )
+    else:
+        checks.append(Check("moodle", "functions", "ok", "every needed web-service function"))
+
+    prog = settings.programme
+    for label, shortname in (
+        ("orientation course", prog.orientation_course),
+        ("programme course", prog.programme_course),
+    ):
+        try:
+            courses = moodle.get_courses_by_field("shortname", shortname)
+        except MoodleError as exc:
+            checks.append(Check("moodle", label, "fail", f"lookup failed ({exc.errorcode})"))
+            continue
+        if not courses:
+            checks.append(
+                Check(
+                    "moodle", label, "fail", f"no course with shortname {shortname}",
+                    f"create it, or set programme.{_key_for(label)} to its shortname",
+                )
+            )
+            continue
+        course = courses[0]
+        checks.append(Check("moodle", label, "ok", f"{shortname} (id {course['id']})"))
+        if label == "programme course":
+            checks.append(_check_meeting_activities(settings, moodle, int(course["id"])))
+    checks.append(
+        Check(
+            "moodle", "roles and profile fields", "note",
+            f"roles {prog.student_role_id}/{prog.mentor_course_role_id}/"
+            f"{prog.mentor_user_role_id} and profile fields {', '.join(prog.profile_fields)} "
+            "cannot be listed through web services; the first sync reports them if wrong",
+        )
+    )
+    return checks
+
+
+def _key_for(label: str) -> str:
+    return "orientation_course" if label.startswith("orientation") else "programme_course"
+
+
+def _check_meeting_activities(settings: Settings, moodle: Any, courseid: int) -> Check:
+    """Meeting activities: manual-completion modules in the programme course.
+
+    ``core_course_get_contents`` does not return a module's idnumber, so the doctor counts
+    manual-completion activities against the configured list.
+    """
+    try:
+        sections = moodle.get_course_contents(courseid)
+    except MoodleError as exc:
+        return Check("moodle", "meeting activities", "fail", f"contents failed ({exc.errorcode})")
+    manual = [
+        module
+        for section in sections
+        for module in section.get("modules", [])
+        if module.get("completion") == COMPLETION_MANUAL
+    ]
+    wanted = len(settings.programme.meeting_activities)
+    if len(manual) < wanted:
+        return Check(
+            "moodle", "meeting activities", "fail",
+            f"{len(manual)} manual-completion activities in course {courseid}, {wanted} configured",
+            "add the meeting activities with manual completion, or fix "
+            "programme.meeting_activities",
+        )
+    return Check(
+        "moodle", "meeting activities", "ok",
+        f"{len(manual)} manual-completion activities for {wanted} configured meetings",
+    )
+
+
+def check_salesforce(settings: Settings, salesforce: Any) -> list[Check]:
+    """Salesforce: login, API budget, and every object and field the configuration names."""
+    checks: list[Check] = []
+    try:
+        salesforce.login()
+    except SalesforceAuthError as exc:
+        return [
+            Check(
+                "salesforce", "login", "fail", f"login refused ({exc.error_code})",
+                f"check salesforce.auth ({settings.salesforce.auth}), its credentials and "
+                "salesforce.domain",
+            )
+        ]
+    except MentorsyncError as exc:
+        return [
+            Check(
+                "salesforce", "login", "fail", f"cannot log in: {exc}",
+                "check salesforce.domain, salesforce.ca_bundle and the network",
+            )
+        ]
+    checks.append(Check("salesforce", "login", "ok", f"auth {settings.salesforce.auth}"))
+    try:
+        budget = salesforce.check_budget()
+        checks.append(
+            Check(
+                "salesforce", "API budget", "ok",
+                f"{budget.used} of {budget.limit} daily requests used",
+            )
+        )
+    except SalesforceBudgetError as exc:
+        checks.append(
+            Check(
+                "salesforce", "API budget", "fail", str(exc),
+                "wait for the daily budget to reset, or raise salesforce.max_budget_share",
+            )
+        )
+    except SalesforceError as exc:
+        checks.append(
+            Check(
+                "salesforce", "API budget", "fail", f"cannot read the limits ({exc.error_code})",
+                "give the integration user the API Enabled and View Setup permissions",
+            )
+        )
+    for obj, fields in sorted(required_salesforce_fields(settings).items()):
+        checks.extend(_check_object(salesforce, obj, fields))
+    return checks
+
+
+def _check_object(salesforce: Any, obj: str, fields: Iterable[str]) -> list[Check]:
+    try:
+        described = salesforce.describe(obj)
+    except SalesforceError as exc:
+        return [
+            Check(
+                "salesforce", f"object {obj}", "fail", f"describe failed ({exc.error_code})",
+                "create the object, give the integration user access, or rename it in the "
+                "field map",
+            )
+        ]
+    present = {f["name"] for f in described.get("fields", [])}
+    missing = sorted(set(fields) - present)
+    if not missing:
+        return [Check("salesforce", f"object {obj}", "ok", f"{len(present)} fields visible")]
+    return [
+        Check(
+            "salesforce", f"field {obj}.{name}", "fail", "missing or not visible",
+            "create it, grant field-level security to the integration user, or rename it "
+            "in the field map",
+        )
+        for name in missing
+    ]
+
+
+def run_doctor(settings: Settings, moodle: Any, salesforce: Any) -> list[Check]:
+    """Every check, Moodle first."""
+    return check_moodle(settings, moodle) + check_salesforce(settings, salesforce)
+
+
+def healthy(checks: Iterable[Check]) -> bool:
+    """True when no check failed."""
+    return all(check.status != "fail" for check in checks)
