@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from flask import current_app, request
 
 from connector.config import Settings
-from connector.engine.kind import kinds
+from connector.registry import kinds
 from connector.service.worker import Worker
 from connector.state.database import StateDB
 

@@ -21,12 +21,7 @@ from tests.webhooks.fakes import FakeKinds, make_settings, sf_id
 CHILD = textwrap.dedent(
     """
     import pathlib, sys, time, types
-    import connector.engine.kind as sync
-    try:
-        import connector.kinds.members.kind
-    except ImportError:
-        name = "connector.kinds.members.kind"
-        sys.modules[name] = types.ModuleType(name)
+    import connector.registry as sync
     from connector.engine.kind import RunResult
     from connector.service.worker import Worker
     from huey import MemoryHuey

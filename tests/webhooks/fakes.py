@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import base64
-import importlib
-import sys
 import threading
-import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import connector.engine.kind
+import connector.registry
 from connector.config import Settings, load_settings
 from connector.engine.kind import RunResult, SyncRequest
 
@@ -87,14 +84,9 @@ class FakeKinds:
 @pytest.fixture
 def fake_kinds(monkeypatch: pytest.MonkeyPatch) -> FakeKinds:
     """A registry holding only fake kinds (the real built-in kinds are imported, then hidden)."""
-    try:
-        importlib.import_module("connector.kinds.members.kind")
-    except ImportError:
-        # The member sync is written in parallel; until it exists, kinds() must still work.
-        name = "connector.kinds.members.kind"
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    connector.registry.kinds()  # load the built-in kinds now, then hide them
     registry: dict[str, Any] = {}
-    monkeypatch.setattr(connector.engine.kind, "REGISTRY", registry)
+    monkeypatch.setattr(connector.registry, "REGISTRY", registry)
     kinds = FakeKinds(
         contacts=FakeKind("fake_contacts", ("Contact",)),
         matches=FakeKind("fake_matches", ("Mentorship_Match__c",)),
@@ -104,7 +96,7 @@ def fake_kinds(monkeypatch: pytest.MonkeyPatch) -> FakeKinds:
         ),
     )
     for kind in (kinds.contacts, kinds.matches, kinds.moodle, kinds.completions):
-        connector.engine.kind.register(kind)
+        connector.registry.register(kind)
     return kinds
 
 

@@ -55,7 +55,7 @@ from sqlalchemy import select
 
 from connector.config import Settings
 from connector.context import Context
-from connector.engine.kind import ProgressHook, RunResult, SyncRequest, register
+from connector.engine.kind import ProgressHook, RunResult, SyncRequest
 from connector.engine.spool import PlanSpool
 from connector.errors import Action as ErrorAction
 from connector.errors import (
@@ -762,5 +762,3 @@ def _reason(exc: MentorsyncError) -> str:
         code = type(exc).__name__
     return f"{code}: {exc}"[:500]
 
-
-register(MembersSync())

@@ -22,8 +22,9 @@ from sqlalchemy import select
 
 from connector.clients.salesforce.client import ApiBudget
 from connector.context import Context
-from connector.engine.kind import RunResult, SyncRequest, kinds
+from connector.engine.kind import RunResult, SyncRequest
 from connector.kinds.members.kind import CURSOR, MembersSync
+from connector.registry import kinds
 from connector.state import bookkeeping
 from connector.state.database import FailedRecord
 
