@@ -55,7 +55,7 @@ def child(config: str, mode: str, naive: bool, trace: bool) -> None:
     from connector.config import load_settings
     from connector.context import Context
     from connector.engine.kind import SyncRequest
-    from connector.kinds.members.kind import MembersRun
+    from connector.kinds.members.run import MembersRun
 
     if trace:
         tracemalloc.start()

@@ -27,9 +27,24 @@ class Action(enum.Enum):
 
 
 class MentorsyncError(Exception):
-    """Root of every error mentorsync raises on purpose."""
+    """Root of every error mentorsync raises on purpose.
+
+    ``code`` is the short machine-readable code that run records, failed records, logs and
+    metrics carry (``moodle:invalidtoken``, ``salesforce:REQUEST_LIMIT_EXCEEDED``,
+    ``config:moodle.url``): derived here once, so nothing else re-derives it.
+    """
 
     action: Action = Action.STOP
+
+    @property
+    def code(self) -> str:
+        """This error's code (the class name for errors without an upstream code)."""
+        return type(self).__name__
+
+
+def error_code(exc: BaseException) -> str:
+    """The code of any exception: a mentorsync error's ``code``, else its class name."""
+    return exc.code if isinstance(exc, MentorsyncError) else type(exc).__name__
 
 
 class ConfigError(MentorsyncError):
@@ -39,6 +54,11 @@ class ConfigError(MentorsyncError):
         self.key = key
         self.problem = problem
         super().__init__(f"{key}: {problem}")
+
+    @property
+    def code(self) -> str:
+        """``config:<key>``."""
+        return f"config:{self.key}"
 
 
 class UnknownOutcomeError(MentorsyncError):
@@ -55,6 +75,11 @@ class UnknownOutcomeError(MentorsyncError):
         super().__init__(message)
         self.wsfunction = wsfunction
         self.operation = operation or wsfunction
+
+    @property
+    def code(self) -> str:
+        """``unknown_outcome``."""
+        return "unknown_outcome"
 
 
 # --- Moodle --------------------------------------------------------------------------------
@@ -90,6 +115,11 @@ class MoodleError(MentorsyncError):
         base = super().__str__()
         return f"{base} ({self.hint})" if self.hint else base
 
+    @property
+    def code(self) -> str:
+        """``moodle:<errorcode>``."""
+        return f"moodle:{self.errorcode}"
+
 
 class MoodleTransientError(MoodleError):
     """Moodle could not be reached or answered like a proxy in trouble.
@@ -123,6 +153,15 @@ class MoodleRecordError(MoodleError):
     action = Action.FAIL_RECORD
 
 
+class MoodleWriteRefusedError(MoodleRecordError):
+    """A write failed twice with ``dmlwriteexception`` "Error writing to database".
+
+    Once can be the race of concurrent first calls (the client resends once); twice is the data:
+    a value longer than its column (a group name over 254 characters, an ``idnumber`` over 100).
+    Nothing of the batch stayed (each function runs in one transaction), so callers bisect.
+    """
+
+
 class MoodleProtocolError(MoodleError):
     """Moodle answered something that is not its web-service protocol (XML, a 303 redirect page).
 
@@ -133,6 +172,11 @@ class MoodleProtocolError(MoodleError):
 
 class BatchTooLargeError(MentorsyncError):
     """One call would exceed PHP's ``max_input_vars``; sending it would lose fields silently."""
+
+    @property
+    def code(self) -> str:
+        """``batch_too_large``."""
+        return "batch_too_large"
 
 
 # --- Salesforce ----------------------------------------------------------------------------
@@ -157,6 +201,11 @@ class SalesforceError(MentorsyncError):
         where = f" {context}" if context else ""
         field_text = f" fields={','.join(self.fields)}" if self.fields else ""
         super().__init__(f"Salesforce{where}: {error_code} (HTTP {status}){field_text}")
+
+    @property
+    def code(self) -> str:
+        """``salesforce:<errorCode>``."""
+        return f"salesforce:{self.error_code}"
 
 
 class SalesforceTransientError(SalesforceError):

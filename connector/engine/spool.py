@@ -1,23 +1,26 @@
-"""The plan of one member run, kept on disk so memory stays flat however many members there are.
+"""The plan of one run, kept on disk so memory stays flat however many records there are.
 
-A member run plans everything first (so the mass-change guard sees the whole plan before
-anything is applied), then applies it. The plan of 50,000 members does not belong in memory:
-it goes to a temporary SQLite database with only a small page cache in memory. It holds, for
-this run only:
+A run plans everything first (so the mass-change guard sees the whole plan before anything is
+applied), then applies it. The plan of 50,000 members does not belong in memory: it goes to a
+temporary SQLite database with only a small page cache in memory. It holds, for this run only:
 
-- the actions in plan order (compact JSON: ids, changed fields, codes);
-- the claims (usernames, emails, adopted accounts taken by a Contact earlier in the run);
-- the Contact Ids already planned, so a Contact reached twice (a changed record that is also due
-  for retry, a merge survivor) is planned once;
-- the email of every member read, so an adoption by an email two Contacts share is refused.
+- the actions in plan order (compact JSON, through the kind's :class:`ActionCodec`);
+- claims: keys taken by a record earlier in the run (a username, an email, an account), so two
+  records never take the same thing;
+- the record ids already planned, so a record reached twice is planned once;
+- notes and tags: small facts a kind keeps for a check after planning (members: the email of
+  every Contact read, and which adoptions were made by email, to refuse an adoption by an email
+  two Contacts share).
 
-Privacy: the actions of creates and changed fields hold names and emails. The database lives
-in a directory of its own, made for this run in the system's temp directory (``$TMPDIR``,
-else ``/tmp``) with mode 0700, and the file has mode 0600. :meth:`PlanSpool.close` deletes the
-directory, and the run calls it in a ``finally``, so it goes on errors and interrupts too. A
-process killed outright cannot clean up: the next spool made by the same user removes such
-leftovers (a directory whose owner no longer holds its lock file), so a plan never outlives
-the next run.
+The spool is generic over the kind's action type; it counts actions per kind and the destructive
+ones (the guard's number), as the codec says.
+
+Privacy: actions can hold names and emails. The database lives in a directory of its own, made
+for this run in the system's temp directory (``$TMPDIR``, else ``/tmp``) with mode 0700, and the
+file has mode 0600. :meth:`PlanSpool.close` deletes the directory, and the run calls it in a
+``finally``, so it goes on errors and interrupts too. A process killed outright cannot clean up:
+the next spool made by the same user removes such leftovers (a directory whose owner no longer
+holds its lock file), so a plan never outlives the next run.
 """
 
 from __future__ import annotations
@@ -30,11 +33,9 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
-
-from connector.kinds.members.plan import ADOPT, CONFLICT, Action
+from typing import Any, Generic, Protocol, TypeVar
 
 try:  # POSIX; without it (Windows) leftovers of killed runs are not swept.
     import fcntl
@@ -48,14 +49,48 @@ _STARTING = "mentorsync-starting-"
 _LOCK = "owner.lock"
 
 
-class PlanSpool:
-    """Actions, claims, emails and seen Contact Ids of one run, in a private temp directory.
+A = TypeVar("A")
+
+
+class ActionCodec(Protocol[A]):
+    """How a kind's actions go into and out of the spool, and what the spool counts."""
+
+    def dump(self, action: A) -> dict[str, Any]:
+        """The action as JSON-ready data."""
+        ...
+
+    def load(self, data: dict[str, Any]) -> A:
+        """The action back from :meth:`dump`'s data."""
+        ...
+
+    def kind(self, action: A) -> str:
+        """The action's kind (create, enrol, upsert_meeting...), counted per kind."""
+        ...
+
+    def record_id(self, action: A) -> str:
+        """The source record the action is for (what claims are recorded against)."""
+        ...
+
+    def claims(self, action: A) -> Iterable[str]:
+        """Keys the action takes for the rest of the run."""
+        ...
+
+    def destructive(self, action: A) -> bool:
+        """Whether the guard counts the action (suspend, unenrol, delete...)."""
+        ...
+
+
+class PlanSpool(Generic[A]):
+    """Actions, claims, notes and seen record ids of one run, in a private temp directory.
 
     Use as a context manager, or call :meth:`close` in a ``finally``.
     """
 
-    def __init__(self, parent: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, codec: ActionCodec[A], parent: str | os.PathLike[str] | None = None
+    ) -> None:
         """Make the spool under ``parent`` (default: the system temp directory)."""
+        self.codec = codec
         base = Path(parent) if parent is not None else Path(tempfile.gettempdir())
         sweep_leftovers(base)
         # mkdtemp: a fresh directory only this user can enter (0700). It gets its final name
@@ -79,21 +114,25 @@ class PlanSpool:
                 PRAGMA temp_store = MEMORY;
                 PRAGMA cache_size = -4096;
                 CREATE TABLE actions (seq INTEGER PRIMARY KEY, data TEXT NOT NULL);
-                CREATE TABLE claims (key TEXT PRIMARY KEY, contact_id TEXT NOT NULL);
-                CREATE TABLE seen (contact_id TEXT PRIMARY KEY);
-                CREATE TABLE emails (email TEXT, contact_id TEXT, PRIMARY KEY (email, contact_id));
-                CREATE TABLE adoptions (seq INTEGER PRIMARY KEY, email TEXT NOT NULL);
+                CREATE TABLE claims (key TEXT PRIMARY KEY, record_id TEXT NOT NULL);
+                CREATE TABLE seen (record_id TEXT PRIMARY KEY);
+                CREATE TABLE notes (
+                    tag TEXT, key TEXT, record_id TEXT, PRIMARY KEY (tag, key, record_id)
+                );
+                CREATE TABLE tags (
+                    seq INTEGER, tag TEXT, value TEXT NOT NULL, PRIMARY KEY (seq, tag)
+                );
                 """
             )
         except BaseException:
             self.close()
             raise
         self.counts: collections.Counter[str] = collections.Counter()
-        # Actions that suspend an account (the mass-change guard's number).
-        self.suspensions = 0
+        # Actions the guard counts (the codec's ``destructive``).
+        self.destructive = 0
         self._size = 0
 
-    def __enter__(self) -> PlanSpool:
+    def __enter__(self) -> PlanSpool[A]:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -109,94 +148,94 @@ class PlanSpool:
             raise RuntimeError("PlanSpool used after close()")
         return self._db
 
-    def add(self, action: Action, adopted_email: str = "") -> None:
+    def add(self, action: A, tags: Mapping[str, str] | None = None) -> None:
         """Append ``action`` to the plan and record its claims.
 
-        ``adopted_email``: for an adoption matched on email or username, the member's email, so
-        :meth:`refuse_shared_adoptions` can undo it if another Contact has that email too.
+        ``tags``: small values kept beside the action (``{"adopted_email": ...}``) that a check
+        after planning can look at with :meth:`tagged` and :meth:`replace`.
         """
-        self.counts[action.kind] += 1
-        if action.payload.get("suspended") is True:
-            self.suspensions += 1
-        cursor = self.db.execute("INSERT INTO actions (data) VALUES (?)", (_dump(action),))
+        codec = self.codec
+        self._count(action, +1)
+        cursor = self.db.execute(
+            "INSERT INTO actions (data) VALUES (?)", (json.dumps(codec.dump(action)),)
+        )
         self._size += 1
-        if adopted_email:
-            self.db.execute(
-                "INSERT INTO adoptions (seq, email) VALUES (?, ?)",
-                (cursor.lastrowid, adopted_email.lower()),
-            )
-        if action.claims:
+        if tags:
             self.db.executemany(
-                "INSERT OR IGNORE INTO claims (key, contact_id) VALUES (?, ?)",
-                [(key, action.contact_id) for key in action.claims],
+                "INSERT INTO tags (seq, tag, value) VALUES (?, ?, ?)",
+                [(cursor.lastrowid, tag, value) for tag, value in tags.items()],
+            )
+        claims = list(codec.claims(action))
+        if claims:
+            record_id = codec.record_id(action)
+            self.db.executemany(
+                "INSERT OR IGNORE INTO claims (key, record_id) VALUES (?, ?)",
+                [(key, record_id) for key in claims],
             )
 
     def claimed(self, key: str) -> str | None:
-        """The Contact Id that claimed ``key`` in this run, or None."""
-        row = self.db.execute("SELECT contact_id FROM claims WHERE key = ?", (key,)).fetchone()
+        """The record id that claimed ``key`` in this run, or None."""
+        row = self.db.execute("SELECT record_id FROM claims WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def mark_seen(self, contact_ids: Iterable[str]) -> None:
-        """Remember these Contacts as planned."""
+    def mark_seen(self, record_ids: Iterable[str]) -> None:
+        """Remember these records as planned."""
         self.db.executemany(
-            "INSERT OR IGNORE INTO seen (contact_id) VALUES (?)", [(c,) for c in contact_ids]
+            "INSERT OR IGNORE INTO seen (record_id) VALUES (?)", [(r,) for r in record_ids]
         )
 
-    def unseen(self, contact_ids: Iterable[str]) -> list[str]:
-        """Those of ``contact_ids`` not planned yet, in the given order, each once."""
+    def unseen(self, record_ids: Iterable[str]) -> list[str]:
+        """Those of ``record_ids`` not planned yet, in the given order, each once."""
         out = []
-        for contact_id in dict.fromkeys(contact_ids):
-            row = self.db.execute(
-                "SELECT 1 FROM seen WHERE contact_id = ?", (contact_id,)
-            ).fetchone()
+        for record_id in dict.fromkeys(record_ids):
+            row = self.db.execute("SELECT 1 FROM seen WHERE record_id = ?", (record_id,)).fetchone()
             if row is None:
-                out.append(contact_id)
+                out.append(record_id)
         return out
 
-    def note_emails(self, pairs: Iterable[tuple[str, str]]) -> None:
-        """Remember ``(email, contact_id)`` of members read (emails compared case-insensitively)."""
+    def note(self, tag: str, pairs: Iterable[tuple[str, str]]) -> None:
+        """Remember ``(key, record_id)`` facts under ``tag`` (each pair once)."""
         self.db.executemany(
-            "INSERT OR IGNORE INTO emails (email, contact_id) VALUES (?, ?)",
-            [(email.lower(), cid) for email, cid in pairs if email],
+            "INSERT OR IGNORE INTO notes (tag, key, record_id) VALUES (?, ?, ?)",
+            [(tag, key, record_id) for key, record_id in pairs if key],
         )
 
-    def refuse_shared_adoptions(self) -> list[str]:
-        """Turn each adoption by an email that several Contacts of this run share into a
-        conflict (``conflict:ambiguous_match``): whose the account is, a person must decide.
-
-        Returns the Contact Ids concerned.
-        """
+    def tagged_shared(self, tag: str, note_tag: str) -> list[tuple[int, A]]:
+        """Actions tagged ``tag`` whose tag value was noted under ``note_tag`` by more than one
+        record: ``(seq, action)`` in plan order."""
         rows = self.db.execute(
             """
-            SELECT a.seq, x.data FROM adoptions a JOIN actions x ON x.seq = a.seq
-            WHERE (SELECT COUNT(*) FROM emails e WHERE e.email = a.email) > 1
-            """
+            SELECT t.seq, x.data FROM tags t JOIN actions x ON x.seq = t.seq
+            WHERE t.tag = ?
+              AND (SELECT COUNT(*) FROM notes n WHERE n.tag = ? AND n.key = t.value) > 1
+            ORDER BY t.seq
+            """,
+            (tag, note_tag),
         ).fetchall()
-        changed = []
-        for seq, text in rows:
-            old = _load(text)
-            conflict = Action(
-                CONFLICT,
-                old.contact_id,
-                None,
-                code="conflict:ambiguous_match",
-                note=f"moodle user {old.moodle_id} matches an email several contacts share",
-                writeback=old.writeback,
-            )
-            self.db.execute("UPDATE actions SET data = ? WHERE seq = ?", (_dump(conflict), seq))
-            self.counts[ADOPT] -= 1
-            self.counts[CONFLICT] += 1
-            if old.payload.get("suspended") is True:
-                self.suspensions -= 1
-            changed.append(old.contact_id)
-        self.db.execute("DELETE FROM adoptions")
-        return changed
+        return [(seq, self.codec.load(json.loads(text))) for seq, text in rows]
 
-    def __iter__(self) -> Iterator[Action]:
+    def replace(self, seq: int, old: A, new: A) -> None:
+        """Put ``new`` in place of action ``seq`` (which was ``old``), keeping the counts true."""
+        self.db.execute(
+            "UPDATE actions SET data = ? WHERE seq = ?", (json.dumps(self.codec.dump(new)), seq)
+        )
+        self._count(old, -1)
+        self._count(new, +1)
+
+    def drop_tags(self, tag: str) -> None:
+        """Forget every ``tag`` tag (after the check that needed them)."""
+        self.db.execute("DELETE FROM tags WHERE tag = ?", (tag,))
+
+    def __iter__(self) -> Iterator[A]:
         """The actions in plan order, read lazily."""
         cursor = self.db.execute("SELECT data FROM actions ORDER BY seq")
         for (text,) in cursor:
-            yield _load(text)
+            yield self.codec.load(json.loads(text))
+
+    def _count(self, action: A, step: int) -> None:
+        self.counts[self.codec.kind(action)] += step
+        if self.codec.destructive(action):
+            self.destructive += step
 
     def close(self) -> None:
         """Drop the plan: close the database and delete its directory. Safe to call twice."""
@@ -211,35 +250,6 @@ class PlanSpool:
             shutil.rmtree(self.directory, ignore_errors=True)
             if self.directory.exists():
                 log.error("could not delete the plan spool %s", self.directory)
-
-
-def _dump(action: Action) -> str:
-    return json.dumps(
-        {
-            "k": action.kind,
-            "c": action.contact_id,
-            "m": action.moodle_id,
-            "p": action.payload,
-            "e": action.code,
-            "n": action.note,
-            "s": action.suspended,
-            "w": action.writeback,
-        }
-    )
-
-
-def _load(text: str) -> Action:
-    d: dict[str, Any] = json.loads(text)
-    return Action(
-        kind=d["k"],
-        contact_id=d["c"],
-        moodle_id=d["m"],
-        payload=d["p"],
-        code=d["e"],
-        note=d["n"],
-        suspended=d["s"],
-        writeback=d["w"],
-    )
 
 
 def _hold_lock(path: Path) -> int | None:

@@ -43,14 +43,40 @@ def start_run(session: Session, kind: str, mode: str, dry_run: bool = False) -> 
 def finish_run(
     session: Session, run_id: int, status: str, counts: dict[str, int], error: str | None = None
 ) -> None:
-    """Record how a run ended: ``ok``, ``failed_records``, ``stopped`` or ``error``."""
+    """Record how a run ended (a :class:`~connector.engine.kind.RunStatus` value)."""
     run = session.get(Run, run_id)
     if run is None:
         return
-    run.status = status
+    run.status = str(status)
     run.counts = dict(counts)
     run.error = error
     run.finished_at = utcnow()
+
+
+INTERRUPTED_REASON = "interrupted: its process stopped before the run ended (lock expired)"
+
+
+def close_abandoned_runs(session: Session, kind: str) -> list[int]:
+    """Record runs of ``kind`` still marked ``running`` as ``interrupted``; return their ids.
+
+    Called by a run of ``kind`` as it starts, holding the kind's lock: no other run of the kind
+    can be live, so a ``running`` row is one whose process died (SIGKILL, power cut) and whose
+    lock expired or was cleared.
+    """
+    rows = session.scalars(
+        select(Run).where(Run.kind == kind, Run.status == "running", Run.finished_at.is_(None))
+    ).all()
+    now = utcnow()
+    for run in rows:
+        run.status = "interrupted"
+        run.error = INTERRUPTED_REASON
+        run.finished_at = now
+    return [run.id for run in rows]
+
+
+def failed_ids(session: Session, kind: str) -> set[str]:
+    """Record ids of ``kind`` with a failure row."""
+    return set(session.scalars(select(FailedRecord.record_id).where(FailedRecord.kind == kind)))
 
 
 def retry_delay(attempts: int, settings: ServiceSettings) -> dt.timedelta:
@@ -66,11 +92,16 @@ def record_failure(
     error_code: str,
     stage: str,
     settings: ServiceSettings,
+    *,
+    retry: bool = True,
 ) -> FailedRecord:
     """Keep a failed record with its error code; schedule its retry or park it.
 
     After ``settings.retry_max_attempts`` attempts the record is parked: no more automatic
-    retries until an admin runs ``mentorsync retry``.
+    retries until an admin runs ``mentorsync retry``. A data error (``retry=False``: the
+    Contact has no email, two Contacts share one) is not retried on a timer at all, since
+    nothing changes until someone edits the record: it waits for the record to change (the
+    incremental sweep then reads it again) or for ``mentorsync retry``.
     """
     now = utcnow()
     row = session.scalar(
@@ -93,7 +124,8 @@ def record_failure(
         row.stage = stage[:100]
         row.last_failed_at = now
     row.parked = row.attempts >= settings.retry_max_attempts
-    row.next_retry_at = None if row.parked else now + retry_delay(row.attempts, settings)
+    waiting = row.parked or not retry
+    row.next_retry_at = None if waiting else now + retry_delay(row.attempts, settings)
     return row
 
 

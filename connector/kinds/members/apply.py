@@ -23,14 +23,13 @@ handled in the caller's thread.
 
 from __future__ import annotations
 
-import collections
 import logging
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from connector.engine.pipeline import InFlight
 from connector.errors import MoodleRecordError, UnknownOutcomeError
 from connector.kinds.members.lookup import ThreadClients
 from connector.kinds.members.plan import CREATES, UPDATES, Action
@@ -88,12 +87,10 @@ class MoodleApplier:
         self._creates: list[Action] = []
         self._updates: list[Action] = []
         self._clients = ThreadClients(moodle)
-        self._pool = (
-            ThreadPoolExecutor(self.threads, thread_name_prefix="moodle-write")
-            if self.threads > 1
-            else None
+        # One thread sends in the caller's thread; more keep that many batches on the wire.
+        self._pipe: InFlight[list[Outcome]] = InFlight(
+            on_outcomes, self.threads if self.threads > 1 else 0, name="moodle-write"
         )
-        self._in_flight: collections.deque[Future[list[Outcome]]] = collections.deque()
 
     def add(self, action: Action) -> None:
         """Queue an action that writes to Moodle; sends a batch when one is full."""
@@ -107,19 +104,21 @@ class MoodleApplier:
                 self._updates = self._send(self._updates, update_batch, final=False)
         else:
             raise ValueError(f"MoodleApplier.add: {action.kind} does not write to Moodle")
-        self._collect(wait=False)
+        self._pipe.poll()
 
     def flush(self) -> None:
         """Send everything still queued and wait for every outcome."""
         self._creates = self._send(self._creates, create_batch, final=True)
         self._updates = self._send(self._updates, update_batch, final=True)
-        self._collect(wait=True)
+        self._pipe.settle()
+
+    def settle(self) -> None:
+        """Wait for the batches on the wire and hand over their outcomes (nothing new is sent)."""
+        self._pipe.settle()
 
     def close(self) -> None:
         """Stop the threads (after the calls they are in) and merge their call counts."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        self._pipe.close()
         self._clients.close()
 
     def _send(
@@ -141,26 +140,16 @@ class MoodleApplier:
         for batch in batches:
             actions = queue[start : start + len(batch)]
             start += len(batch)
-            if self._pool is None:
-                self.on_outcomes(send(self.moodle, actions))
-                continue
-            while len(self._in_flight) >= self.threads:
-                self._collect_one()
-            self._in_flight.append(self._pool.submit(self._in_thread, send, actions))
+            if self._pipe.threaded:
+                self._pipe.submit(self._in_thread, send, actions)
+            else:
+                self._pipe.submit(send, self.moodle, actions)
         return queue[start:]
 
     def _in_thread(
         self, send: Callable[[Any, list[Action]], list[Outcome]], actions: list[Action]
     ) -> list[Outcome]:
         return send(self._clients.get(), actions)
-
-    def _collect(self, *, wait: bool) -> None:
-        while self._in_flight and (wait or self._in_flight[0].done()):
-            self._collect_one()
-
-    def _collect_one(self) -> None:
-        # Raises the batch's error here, in the caller's thread: the run stops on it.
-        self.on_outcomes(self._in_flight.popleft().result())
 
 
 # --- sending one batch (in whatever thread; only the given client is used) ---------------------

@@ -13,12 +13,9 @@ not see them at all: the echo dies out after one run.
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from connector.kinds.members.apply import Outcome
@@ -30,9 +27,6 @@ SYNCED = "Synced"
 SUSPENDED = "Suspended"
 FAILED = "Failed"
 CONFLICT = "Conflict"
-COLLECTION_SIZE = 200
-# Collections calls outstanding at once when sending in the background.
-IN_FLIGHT = 2
 WRITEBACK_STAGE = "salesforce:writeback"
 
 
@@ -100,90 +94,3 @@ def writeback_record(
         record[synced_at] = now
     record["Id"] = outcome.action.contact_id
     return record
-
-
-@dataclass(slots=True)
-class _Pending:
-    record: dict[str, Any]
-    # Whether the member had gone through until now (so a write-back failure is its only one).
-    ok: bool
-
-
-class WritebackBuffer:
-    """Collects Contact updates and sends them in Collections calls of 200.
-
-    With ``background``, calls are sent from one background thread while the caller goes on
-    (writing Moodle, typically); at most :data:`IN_FLIGHT` calls are outstanding, and results
-    are handed to ``on_result`` in the caller's thread, in order. The Salesforce client must not
-    be used by anyone else meanwhile.
-    """
-
-    def __init__(
-        self,
-        salesforce: Any,
-        sobject: str,
-        on_result: Callable[[str, bool, str, bool], None],
-        size: int = COLLECTION_SIZE,
-        *,
-        background: bool = False,
-    ) -> None:
-        """``on_result(contact_id, success, error_code, was_ok)`` is called for every record."""
-        self.salesforce = salesforce
-        self.sobject = sobject
-        self.on_result = on_result
-        self.size = size
-        self.written = 0
-        self._pending: list[_Pending] = []
-        self._pool = (
-            ThreadPoolExecutor(1, thread_name_prefix="salesforce-writeback") if background else None
-        )
-        self._in_flight: collections.deque[tuple[list[_Pending], Future[Any]]] = collections.deque()
-
-    def add(self, record: dict[str, Any], ok: bool) -> None:
-        """Queue one Contact update; sends a call when 200 are queued."""
-        self._pending.append(_Pending(record, ok))
-        if len(self._pending) >= self.size:
-            batch, self._pending = self._pending[: self.size], self._pending[self.size :]
-            self._send(batch)
-        self._collect(wait=False)
-
-    def flush(self) -> None:
-        """Send everything queued and wait for every answer."""
-        while self._pending:
-            batch, self._pending = self._pending[: self.size], self._pending[self.size :]
-            self._send(batch)
-        self._collect(wait=True)
-
-    def close(self) -> None:
-        """Stop the background thread (after the call it is in, if any)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def _send(self, batch: list[_Pending]) -> None:
-        records = [p.record for p in batch]
-        if self._pool is None:
-            self._deliver(batch, self.salesforce.collection_update(self.sobject, records))
-            return
-        while len(self._in_flight) >= IN_FLIGHT:
-            self._collect_one()
-        future = self._pool.submit(self.salesforce.collection_update, self.sobject, records)
-        self._in_flight.append((batch, future))
-
-    def _collect(self, *, wait: bool) -> None:
-        while self._in_flight and (wait or self._in_flight[0][1].done()):
-            self._collect_one()
-
-    def _collect_one(self) -> None:
-        batch, future = self._in_flight.popleft()
-        # Raises the call's error here, in the caller's thread: the run stops on it.
-        self._deliver(batch, future.result())
-
-    def _deliver(self, batch: list[_Pending], results: list[Any]) -> None:
-        for pending, result in zip(batch, results, strict=True):
-            contact_id = str(pending.record["Id"])
-            if result.success:
-                self.written += 1
-            else:
-                log.warning("write-back to contact %s failed: %s", contact_id, result.error_code)
-            self.on_result(contact_id, result.success, result.error_code, pending.ok)

@@ -59,8 +59,9 @@ def test_sync_subcommands_come_from_the_registry(config: Path) -> None:
     assert "members" in output
     code, output = invoke(config, "sync", "members", "--help")
     assert code == 0
-    for option in ("--full", "--ids", "--dry-run", "--allow-mass-change"):
+    for option in ("[ID]...", "--full", "--dry-run", "--only", "--show-names", "--json"):
         assert option in output
+    assert "--ids" not in output  # one convention: record Ids are positional, as in retry
 
 
 def test_dry_run_prints_the_plan_and_exits_zero(
@@ -102,20 +103,23 @@ def test_ids_accept_spaces_commas_and_repeats(
     moodle, sf = fakes
     ids = [sf.add(n) for n in range(4)]
 
-    code, output = invoke(config, "sync", "members", "--ids", ids[0], ids[1], f"--ids={ids[2]}")
+    code, output = invoke(config, "sync", "members", ids[0], f"{ids[1]},{ids[2]}", ids[0])
 
     assert code == 0, output
     assert {u["idnumber"] for u in moodle.users.values()} == set(ids[:3])
 
 
 def test_usage_errors(config: Path) -> None:
-    code, output = invoke(config, "sync", "members", "--full", "--ids", "003TEST00000001AAA")
+    code, output = invoke(config, "sync", "members", "--full", "003TEST00000001AAA")
     assert code == 2
-    assert "exclude each other" in output
-    code, output = invoke(config, "sync", "members", "003TEST00000001AAA")
+    assert "--full and record Ids exclude each other" in output
+    code, output = invoke(config, "sync", "members", "--ids", "003TEST00000001AAA")
     assert code == 2
-    assert "--ids" in output
-    code, output = invoke(config, "sync", "members", "--ids", "003'; DELETE")
+    assert "No such option '--ids'" in output
+    code, output = invoke(config, "sync", "members", "--only", "create")
+    assert code == 2
+    assert "use it with --dry-run" in output
+    code, output = invoke(config, "sync", "members", "003'; DELETE")
     assert code == 2
     assert "not a Salesforce record Id" in output
 

@@ -23,7 +23,8 @@ from sqlalchemy import select
 from connector.clients.salesforce.client import ApiBudget
 from connector.context import Context
 from connector.engine.kind import RunResult, SyncRequest
-from connector.kinds.members.kind import CURSOR, MembersSync
+from connector.kinds.members.kind import MembersSync
+from connector.kinds.members.run import CURSOR
 from connector.registry import kinds
 from connector.state import bookkeeping
 from connector.state.database import FailedRecord
@@ -738,7 +739,7 @@ def test_outage_between_moodle_writes_and_writeback_converges(env: Env) -> None:
 def test_existing_account_matching_an_email_two_contacts_share_is_adopted_by_neither(
     env: Env, monkeypatch: pytest.MonkeyPatch, chunk_size: int
 ) -> None:
-    import connector.kinds.members.kind as members_module
+    import connector.kinds.members.run as members_module
 
     monkeypatch.setattr(members_module, "CHUNK_SIZE", chunk_size)  # also across chunks
     existing = env.moodle.add_user(username="family", email="family@example.org")
@@ -780,7 +781,7 @@ def test_a_stale_error_is_cleared_when_nothing_is_left_to_say(env: Env) -> None:
 def test_concurrency_one_runs_without_helper_threads_and_makes_the_same_calls(
     tmp_path: Path,
 ) -> None:
-    from connector.kinds.members.kind import MembersRun
+    from connector.kinds.members.run import MembersRun
 
     for env in make_env(tmp_path, concurrency=1):
         for n in range(5):
