@@ -42,8 +42,9 @@ from sqlalchemy import select
 
 from connector.config import Settings
 from connector.context import Context
-from connector.engine.kind import ProgressHook, RunResult, SyncKind, SyncRequest, kinds
+from connector.engine.kind import ProgressHook, RunResult, RunStatus, SyncKind, SyncRequest
 from connector.errors import MentorsyncError
+from connector.registry import kinds
 from connector.service.queue import init_schema, make_huey
 from connector.state import bookkeeping, inbox, locks
 from connector.state.database import FailedRecord, KeyValue, StateDB, utcnow
@@ -250,6 +251,7 @@ class Worker:
         for kind in sorted(waiting):
             self.drain_task(kind)
             enqueued["drain"].append(kind)
+        self.close_abandoned_runs()
         local = now.astimezone(zoneinfo.ZoneInfo(self.settings.programme.timezone))
         for kind in sorted(kinds()):
             if self._due_once(f"schedule:{kind}:incremental", now, svc.incremental_minutes):
@@ -266,6 +268,20 @@ class Worker:
                 self.retry_task(kind)
                 enqueued["retry"].append(kind)
         return enqueued
+
+    def close_abandoned_runs(self) -> dict[str, list[int]]:
+        """Record as ``interrupted`` the runs still ``running`` whose kind's lock is free (their
+        process died and the lock expired or was cleared); return their ids per kind."""
+        closed: dict[str, list[int]] = {}
+        for kind in sorted(kinds()):
+            if locks.is_held(self.db, lock_name(kind)):
+                continue
+            with self.db.session() as session:
+                ids = bookkeeping.close_abandoned_runs(session, kind)
+            if ids:
+                log.warning("runs of %s recorded as interrupted: %s", kind, ids)
+                closed[kind] = ids
+        return closed
 
     # --- the consumer ---------------------------------------------------------------------
 
@@ -293,6 +309,7 @@ class Worker:
         """Run the consumer until a signal stops it (``mentorsync worker``); main thread only."""
         kinds()  # import the built-in sync kinds now: a broken one fails at start, not per task
         locks.clear_stale_local(self.db)
+        self.close_abandoned_runs()
         init_schema(self.huey)
         consumer = self.consumer(workers, periodic)
         try:
@@ -404,7 +421,10 @@ class Worker:
             code = exc.code if isinstance(exc, KindCrashed) else type(exc).__name__
             inbox.back_off(self.db, leased.row_ids, code, delay, svc.retry_max_attempts)
             raise
-        if result.status == "stopped":
+        if RunStatus(result.status).failed:
+            # Stopped (guard, budget), a passing outage that outlived the retries ("error"),
+            # or interrupted: the records were not reconciled. Back the rows off; a run that
+            # ended "error" is tried again after the backoff like one that raised.
             inbox.back_off(
                 self.db, leased.row_ids, result.reason or "stopped", delay, svc.retry_max_attempts
             )

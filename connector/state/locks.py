@@ -58,6 +58,13 @@ def acquire(db: StateDB, name: str, owner: str, ttl_seconds: float) -> bool:
     return True
 
 
+def is_held(db: StateDB, name: str) -> bool:
+    """Whether someone holds an unexpired lease on lock ``name``."""
+    with db.session() as session:
+        row = session.get(Lock, name)
+        return row is not None and row.expires_at > utcnow()
+
+
 def renew(db: StateDB, name: str, owner: str, ttl_seconds: float) -> bool:
     """Extend ``owner``'s lease on ``name``; False if the lock was lost (expired and taken)."""
     expires = utcnow() + dt.timedelta(seconds=ttl_seconds)

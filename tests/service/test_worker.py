@@ -15,6 +15,7 @@ from connector.service import worker as worker_module
 from connector.service.worker import Worker, lock_name
 from connector.state import bookkeeping, inbox, locks
 from connector.state.database import FailedRecord, InboxEvent, KeyValue, Lock, utcnow
+from tests.backends import Backend
 from tests.service.conftest import run_queued
 from tests.webhooks.fakes import FakeKinds, outbound_message, queued, sf_id
 from webhooks import create_app
@@ -361,6 +362,42 @@ def test_a_stopped_run_backs_off(worker: Worker, fake_kinds: FakeKinds) -> None:
     assert (row.status, row.error_code) == ("leased", "budget")
 
 
+def test_a_run_that_ended_in_error_backs_off_instead_of_marking_done(
+    worker: Worker, fake_kinds: FakeKinds
+) -> None:
+    # A transient outage that outlived the retries (Moodle answering 503) ends the run
+    # "error"; its records were not reconciled, so the rows must wait and be tried again.
+    fake_kinds.contacts.behaviour = lambda ctx, request, progress: RunResult(
+        kind="fake_contacts", status="error", reason="moodle:http_503"
+    )
+    inbox.store(worker.db, [notice(1)])
+    assert worker.drain("fake_contacts") == 1
+    with worker.db.session() as session:
+        row = session.scalars(select(InboxEvent)).one()
+    assert (row.status, row.error_code, row.attempts) == ("leased", "moodle:http_503", 1)
+    assert row.lease_until is not None
+
+
+def test_a_run_left_running_by_a_dead_worker_is_recorded_as_interrupted(
+    worker: Worker, fake_kinds: FakeKinds
+) -> None:
+    from connector.state.database import Run
+
+    with worker.db.session() as session:
+        dead = bookkeeping.start_run(session, "fake_contacts", "full").id
+        live = bookkeeping.start_run(session, "fake_matches", "full").id
+    # fake_matches' run is live (its lock is held); fake_contacts' holder is gone.
+    assert locks.acquire(worker.db, lock_name("fake_matches"), "someone-alive", 600)
+
+    assert worker.close_abandoned_runs() == {"fake_contacts": [dead]}
+
+    with worker.db.session() as session:
+        runs = {r.id: r for r in session.scalars(select(Run))}
+    assert (runs[dead].status, runs[dead].finished_at is not None) == ("interrupted", True)
+    assert runs[dead].error == bookkeeping.INTERRUPTED_REASON
+    assert (runs[live].status, runs[live].finished_at) == ("running", None)
+
+
 def test_a_bug_in_a_kind_backs_off_and_propagates_without_its_message(
     worker: Worker, fake_kinds: FakeKinds, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -510,12 +547,13 @@ def test_a_failing_scheduled_run_is_logged(
 
 
 def test_consumer_periodic_follows_the_scheduler_setting(
-    tmp_path: Path, fake_kinds: FakeKinds
+    tmp_path: Path, backend: Backend, fake_kinds: FakeKinds
 ) -> None:
     from tests.webhooks.fakes import make_settings
 
     for scheduler in (True, False):
-        work = Worker(make_settings(tmp_path, scheduler=scheduler))
+        settings = make_settings(tmp_path, scheduler=scheduler, **backend.overrides())
+        work = Worker(settings, huey=backend.huey())
         try:
             assert work.consumer().periodic is scheduler
             assert work.consumer(periodic=True).periodic is True
@@ -525,11 +563,14 @@ def test_consumer_periodic_follows_the_scheduler_setting(
 
 
 def test_a_record_that_keeps_failing_backs_off_then_is_parked(
-    tmp_path: Path, fake_kinds: FakeKinds
+    tmp_path: Path, backend: Backend, fake_kinds: FakeKinds
 ) -> None:
     from tests.webhooks.fakes import make_settings
 
-    work = Worker(make_settings(tmp_path, retry_max_attempts=3, retry_base_seconds=10))
+    settings = make_settings(
+        tmp_path, retry_max_attempts=3, retry_base_seconds=10, **backend.overrides()
+    )
+    work = Worker(settings, huey=backend.huey())
     svc = work.settings.service
 
     def fails_again(ctx: object, request, progress: object) -> RunResult:  # type: ignore[no-untyped-def]

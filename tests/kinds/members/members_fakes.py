@@ -256,6 +256,8 @@ class FakeSalesforce:
     updates: list[dict[str, Any]] = field(default_factory=list)
     # While set, Collections updates answer HTTP 503 (an outage after Moodle was written).
     updates_down: bool = False
+    # After this many Collections updates, answer the org's daily limit (403 REQUEST_LIMIT_EXCEEDED).
+    budget_spent_after: int | None = None
     clock: dt.datetime = field(
         default_factory=lambda: dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     )
@@ -358,6 +360,15 @@ class FakeSalesforce:
 
     def _update(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
         self.calls["collections.update"] += 1
+        if (
+            self.budget_spent_after is not None
+            and self.calls["collections.update"] > self.budget_spent_after
+        ):
+            return (
+                403,
+                {"Content-Type": "application/json"},
+                json.dumps([{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests"}]),
+            )
         if self.updates_down:
             return (
                 503,

@@ -27,7 +27,7 @@ from connector.kinds.members.kind import MembersSync
 from connector.kinds.members.run import CURSOR
 from connector.registry import kinds
 from connector.state import bookkeeping
-from connector.state.database import FailedRecord
+from connector.state.database import FailedRecord, Run
 
 CREATE = "core_user_create_users"
 UPDATE = "core_user_update_users"
@@ -613,6 +613,49 @@ def test_budget_above_the_share_stops_before_writing(env: Env) -> None:
     assert result.status == "stopped"
     assert result.reason.startswith("salesforce:API_BUDGET_SHARE_EXCEEDED")
     assert env.moodle.write_calls == 0
+    assert env.cursor() is None
+
+
+def test_a_run_stopped_midway_counts_everything_applied_before_the_stop(env: Env) -> None:
+    # The daily API budget runs out after the first write-back call: the run stops, and its
+    # counts still cover every account created and every Contact written back before that.
+    for n in range(450):
+        env.sf.add(n)
+    env.sf.budget_spent_after = 1
+
+    result = env.run()
+
+    assert result.status == "stopped"
+    assert result.reason.startswith("salesforce:REQUEST_LIMIT_EXCEEDED")
+    assert result.counts["created"] == len(env.moodle.users)
+    assert len(env.moodle.users) >= 200
+    assert result.counts["written_back"] == 200
+    assert env.cursor() is None
+    with env.ctx.db.session() as session:
+        run = session.get(Run, result.run_id)
+        assert run is not None and run.counts == result.counts and run.status == "stopped"
+
+    # The next run (budget back) writes back the rest without creating anyone twice.
+    env.sf.budget_spent_after = None
+    again = env.run()
+    assert again.status == "ok", again.reason
+    assert len(env.moodle.users) == 450
+    assert again.counts.get("created", 0) == 450 - result.counts["created"]
+
+
+def test_ctrl_c_records_the_run_as_interrupted(env: Env) -> None:
+    env.sf.add(1)
+
+    def interrupt(done: int, total: int | None) -> None:
+        raise KeyboardInterrupt  # what SIGINT raises in the main thread, here mid-run
+
+    with pytest.raises(KeyboardInterrupt):
+        MembersSync().run(env.ctx, SyncRequest(mode="incremental"), interrupt)
+
+    with env.ctx.db.session() as session:
+        run = session.scalars(select(Run)).one()
+    assert (run.status, run.error) == ("interrupted", "interrupted: stopped by the operator")
+    assert run.finished_at is not None
     assert env.cursor() is None
 
 

@@ -1,0 +1,60 @@
+"""The state database's schema is kept by Alembic migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from connector.state import migrate
+from connector.state.database import Base, StateDB
+
+
+def test_a_fresh_database_is_made_from_the_models_and_stamped_with_the_newest_revision(
+    tmp_path: Path,
+) -> None:
+    db = StateDB(f"sqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        assert migrate.current_revision(db.engine) == migrate.head() == "0002"
+        assert "ownership" in inspect(db.engine).get_table_names()
+    finally:
+        db.dispose()
+
+
+def test_a_database_made_before_migrations_is_stamped_as_baseline_and_upgraded(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = create_engine(url)
+    # What the first release made with create_all: every table but the ownership ledger.
+    first_release = [t for name, t in Base.metadata.tables.items() if name != "ownership"]
+    Base.metadata.create_all(old, tables=first_release)
+    with old.begin() as conn:
+        conn.execute(text("INSERT INTO cursors (name, updated_at) VALUES ('members:Contact', '2026-11-30')"))
+    old.dispose()
+
+    db = StateDB(url)
+    try:
+        assert migrate.current_revision(db.engine) == "0002"
+        assert "ownership" in inspect(db.engine).get_table_names()
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT name FROM cursors")).scalars().all() == [
+                "members:Contact"
+            ]
+    finally:
+        db.dispose()
+
+
+def test_the_migrations_from_nothing_build_exactly_the_models_schema(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
+    with engine.begin() as conn:
+        cfg = migrate.config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == []
