@@ -98,4 +98,3 @@ class InFlight(Generic[T]):
                 log.info("a call behind a failed one failed too: %s", type(exc).__name__)
                 continue
             self.deliver(result)
-

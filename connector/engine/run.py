@@ -136,14 +136,10 @@ class KindRun(ABC):
         with self.ctx.db.session() as session:
             bookkeeping.close_abandoned_runs(session, self.kind)
             run_id = bookkeeping.start_run(session, self.kind, request.mode, request.dry_run).id
-            cursor = (
-                bookkeeping.get_cursor(session, self.cursor_name) if self.cursor_name else None
-            )
+            cursor = bookkeeping.get_cursor(session, self.cursor_name) if self.cursor_name else None
             self.failed_before = bookkeeping.failed_ids(session, self.kind)
             self.before_run(session)
-        log.info(
-            "%s run %d: mode=%s dry_run=%s", self.kind, run_id, request.mode, request.dry_run
-        )
+        log.info("%s run %d: mode=%s dry_run=%s", self.kind, run_id, request.mode, request.dry_run)
         result = RunResult(kind=self.kind, run_id=run_id)
         try:
             self._run(result, cursor, run_start)
@@ -159,9 +155,7 @@ class KindRun(ABC):
         log.info("%s run %d %s: %s", self.kind, run_id, result.status, dict(result.counts))
         return result
 
-    def _run(
-        self, result: RunResult, cursor: dt.datetime | None, run_start: dt.datetime
-    ) -> None:
+    def _run(self, result: RunResult, cursor: dt.datetime | None, run_start: dt.datetime) -> None:
         request = self.request
         run_id = int(result.run_id or 0)
         applying = False

@@ -86,9 +86,7 @@ class PlanSpool(Generic[A]):
     Use as a context manager, or call :meth:`close` in a ``finally``.
     """
 
-    def __init__(
-        self, codec: ActionCodec[A], parent: str | os.PathLike[str] | None = None
-    ) -> None:
+    def __init__(self, codec: ActionCodec[A], parent: str | os.PathLike[str] | None = None) -> None:
         """Make the spool under ``parent`` (default: the system temp directory)."""
         self.codec = codec
         base = Path(parent) if parent is not None else Path(tempfile.gettempdir())

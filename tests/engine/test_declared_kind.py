@@ -187,13 +187,17 @@ def test_a_failed_record_is_kept_retried_by_the_worker_and_cleared(
     with notes.db.session() as session:
         row = session.scalars(select(FailedRecord)).one()
         assert (row.kind, row.record_id, row.error_code, row.stage) == (
-            "notes", rid(2), "target:refused", "target:write"
+            "notes",
+            rid(2),
+            "target:refused",
+            "target:write",
         )
         row.next_retry_at = row.first_failed_at  # due now
 
     WORLD.refuse = set()
-    worker = Worker(notes.settings, huey=MemoryHuey("notes"), db=notes.db,
-                    context_factory=lambda: notes)
+    worker = Worker(
+        notes.settings, huey=MemoryHuey("notes"), db=notes.db, context_factory=lambda: notes
+    )
     assert worker.retry_failures("notes") == 1
     with notes.db.session() as session:
         assert session.scalars(select(FailedRecord)).all() == []
