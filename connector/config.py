@@ -129,6 +129,25 @@ class ProgrammeSettings:
     window_end: str = "03-31"
     timezone: str = "America/New_York"
     min_hours: float = 6.0
+    # Calendar year the window starts in (2026: October 2026 to March 2027); 0 = the window that
+    # started most recently on or before today.
+    window_year: int = 0
+    # Hours a meeting counts for, per activity idnumber; the others count meeting_hours.
+    activity_hours: dict[str, float] = field(default_factory=dict)
+    # monthly: at least one meeting in every calendar month of the window; none: hours only.
+    cadence: str = "monthly"
+    # Whose completion of a meeting activity counts: mentee | mentor | either.
+    ticked_by: str = "mentee"
+    # The progress field map file (TOML); empty means mappings/default_progress_fieldmap.toml.
+    progress_field_map: str = ""
+    # Progress without the Moodle plugin: per-user completion reads one progress run may make at
+    # most (0: no cap), so one sweep cannot starve the other kinds; the rest wait for the next
+    # run. And how many of those calls are in flight at once.
+    completion_reads_per_run: int = 2000
+    completion_concurrency: int = 4
+    # Stop before deleting more than this share or number of meeting records.
+    mass_change_share: float = 0.05
+    mass_change_count: int = 100
     profile_fields: list[str] = field(
         default_factory=lambda: ["memberstatus", "practicesetting", "region"]
     )
@@ -159,6 +178,27 @@ class MembersSettings:
 
 
 @dataclass
+class PairsConfig:
+    """Pairs sync policy (section ``[pairs]``; the pairs kind checks it at start-up too)."""
+
+    # A Completed match keeps the mentor's user-context role / both people's enrolments.
+    completed_keeps_role: bool = False
+    completed_keeps_enrolments: bool = True
+    # What a Cancelled match does with its group once both people left it: delete | keep
+    cancelled_group: str = "delete"
+    # Enrolment start/end from the match's Start_Date__c / End_Date__c.
+    use_enrolment_dates: bool = False
+    # The group's name; fields: {mentor_last} {mentee_last} {program} {match_name}.
+    group_name_template: str = "{mentor_last} & {mentee_last} ({program})"
+    # A pairs field map file (TOML); empty means the built-in default.
+    field_map: str = ""
+    # Stop before applying a run that would undo more than this share or number of grants.
+    mass_change_share: float = 0.05
+    mass_change_count: int = 100
+    lookback_seconds: int = 300
+
+
+@dataclass
 class ServiceSettings:
     """The webhook service, the worker and their schedules."""
 
@@ -185,6 +225,9 @@ class ServiceSettings:
     retry_base_seconds: int = 60
     # Run the periodic scheduler in this process (exactly one machine should).
     scheduler: bool = True
+    # Stalled-feed alarm: a sync kind with no event and no successful run for longer than this
+    # shows as stalled in `status`, /readyz and /metrics. 0 turns the alarm off.
+    stalled_feed_minutes: int = 120
     log_level: str = "INFO"
 
 
@@ -196,6 +239,7 @@ class Settings:
     salesforce: SalesforceSettings = field(default_factory=SalesforceSettings)
     programme: ProgrammeSettings = field(default_factory=ProgrammeSettings)
     members: MembersSettings = field(default_factory=MembersSettings)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
     service: ServiceSettings = field(default_factory=ServiceSettings)
     source: str = ""
 
@@ -224,6 +268,7 @@ SECTIONS: dict[str, type] = {
     "salesforce": SalesforceSettings,
     "programme": ProgrammeSettings,
     "members": MembersSettings,
+    "pairs": PairsConfig,
     "service": ServiceSettings,
 }
 
@@ -349,6 +394,16 @@ def _coerce(key: str, f: dataclasses.Field[Any], value: Any) -> Any:
     if kind.startswith("dict"):
         if not isinstance(value, dict):
             raise ConfigError(key, "must be a table")
+        if kind == "dict[str, float]":
+            numbers: dict[str, float] = {}
+            for k, v in value.items():
+                if isinstance(v, bool) or not isinstance(v, int | float | str):
+                    raise ConfigError(f"{key}.{k}", "must be a number")
+                try:
+                    numbers[str(k)] = float(v)
+                except ValueError:
+                    raise ConfigError(f"{key}.{k}", f"must be a number, got {v!r}") from None
+            return numbers
         return {str(k): str(v) for k, v in value.items()}
     if not isinstance(value, str):
         raise ConfigError(key, f"must be a string, got {type(value).__name__}")
@@ -375,6 +430,10 @@ _MINIMUMS: tuple[tuple[str, float, str], ...] = (
     ("programme.mentor_user_role_id", 1, ">="),
     ("programme.meeting_hours", 0, ">"),
     ("programme.min_hours", 0, ">="),
+    ("programme.completion_reads_per_run", 0, ">="),
+    ("programme.completion_concurrency", 1, ">="),
+    ("programme.mass_change_share", 0, ">="),
+    ("programme.mass_change_count", 0, ">="),
     ("members.mass_change_count", 0, ">="),
     ("members.lookback_seconds", 0, ">="),
     ("service.coalesce_seconds", 0, ">="),
@@ -383,6 +442,7 @@ _MINIMUMS: tuple[tuple[str, float, str], ...] = (
     ("service.retry_max_attempts", 1, ">="),
     ("service.retry_base_seconds", 1, ">="),
     ("service.incremental_minutes", 1, ">="),
+    ("service.stalled_feed_minutes", 0, ">="),
 )
 # Text settings that must not be empty.
 _REQUIRED_TEXT = (
@@ -464,6 +524,25 @@ def validate(settings: Settings) -> None:
         raise ConfigError("programme.meeting_activities", "must not contain an empty name")
     if len(set(p.meeting_activities)) != len(p.meeting_activities):
         raise ConfigError("programme.meeting_activities", "names an activity twice")
+    for activity, hours in p.activity_hours.items():
+        if activity not in p.meeting_activities:
+            raise ConfigError(
+                f"programme.activity_hours.{activity}", "not one of programme.meeting_activities"
+            )
+        if not hours > 0:
+            raise ConfigError(f"programme.activity_hours.{activity}", "must be greater than 0")
+    if p.window_year and not 2000 <= p.window_year <= 2100:
+        raise ConfigError("programme.window_year", "must be 0 or a year such as 2026")
+    if p.window_start == p.window_end:
+        raise ConfigError("programme.window_end", "must differ from programme.window_start")
+    if p.cadence not in {"monthly", "none"}:
+        raise ConfigError("programme.cadence", "must be monthly or none")
+    if p.ticked_by not in {"mentee", "mentor", "either"}:
+        raise ConfigError("programme.ticked_by", "must be mentee, mentor or either")
+    if p.progress_field_map and not Path(p.progress_field_map).is_file():
+        raise ConfigError(
+            "programme.progress_field_map", f"file not found: {p.progress_field_map}"
+        )
 
     mem = settings.members
     allowed = {"suspend", "keep", "reactivate"}
@@ -480,6 +559,16 @@ def validate(settings: Settings) -> None:
         raise ConfigError("members.concurrency", "must be between 1 and 16")
     if mem.field_map and not Path(mem.field_map).is_file():
         raise ConfigError("members.field_map", f"file not found: {mem.field_map}")
+    pairs = settings.pairs
+    if pairs.cancelled_group not in {"delete", "keep"}:
+        raise ConfigError("pairs.cancelled_group", "must be delete or keep")
+    if not 0 <= pairs.mass_change_share <= 1:
+        raise ConfigError("pairs.mass_change_share", "must be between 0 and 1")
+    if pairs.mass_change_count < 0 or pairs.lookback_seconds < 0:
+        key = "pairs.mass_change_count" if pairs.mass_change_count < 0 else "pairs.lookback_seconds"
+        raise ConfigError(key, "must be at least 0")
+    if pairs.field_map and not Path(pairs.field_map).is_file():
+        raise ConfigError("pairs.field_map", f"file not found: {pairs.field_map}")
 
     svc = settings.service
     for key, secret in (

@@ -25,8 +25,9 @@ def _load_built_in() -> None:
         return
     _BUILT_IN_LOADED = True
     from connector.kinds.members.kind import MembersSync
+    from connector.kinds.progress.kind import ProgressSync
 
-    for kind in (MembersSync(),):
+    for kind in (MembersSync(), ProgressSync()):
         REGISTRY.setdefault(kind.name, kind)
 
 

@@ -1,7 +1,7 @@
 """The state database (SQLAlchemy): cursors, runs, failed records, the durable inbox, locks.
 
-A SQLite file by default, PostgreSQL by URL; the same code for both. Tables are created on
-first use (``create_all``), which is enough while the schema only grows by new tables.
+A SQLite file by default, PostgreSQL by URL; the same code for both. The schema is kept by
+Alembic migrations (:mod:`connector.state.migrate`), run when the database is opened.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -146,20 +146,57 @@ class KeyValue(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Ownership(Base):
+    """One thing mentorsync itself made in Moodle, for the source record that wanted it.
+
+    Moodle cannot say who made an enrolment, a group, a group membership or a role assignment,
+    so an undo removes exactly what this ledger holds and nothing someone else did (like
+    Kubernetes' ownerReferences). See :mod:`connector.state.ownership`.
+    """
+
+    __tablename__ = "ownership"
+    __table_args__ = (
+        UniqueConstraint(
+            "kind", "owner", "thing", "scope", "user_id", "role_id", name="uq_ownership"
+        ),
+        Index("ix_ownership_user", "kind", "thing", "user_id"),
+        Index("ix_ownership_owner", "kind", "owner"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    # The source record that wanted it (a Match Id).
+    owner: Mapped[str] = mapped_column(String(64))
+    # enrolment | course_role | role_assignment | group | group_member
+    thing: Mapped[str] = mapped_column(String(30))
+    # Where: a course id, a group idnumber, the user whose context holds a role.
+    scope: Mapped[str] = mapped_column(String(100))
+    user_id: Mapped[int] = mapped_column(Integer, default=0)
+    role_id: Mapped[int] = mapped_column(Integer, default=0)
+    # The source record of the person concerned (a Contact Id), "" when none.
+    subject: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class StateDB:
     """Engine and session factory for the state database."""
 
     def __init__(self, url: str) -> None:
-        parsed = make_url(url)
+        parsed = _with_driver(make_url(url))
         kwargs: dict[str, Any] = {}
+        if parsed.get_backend_name() == "postgresql":
+            # A pooled connection can go stale (a PostgreSQL restart, an idle timeout in a
+            # proxy): test it at checkout instead of failing the next webhook.
+            kwargs["pool_pre_ping"] = True
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-        self.engine: Engine = create_engine(url, **kwargs)
+        self.engine: Engine = create_engine(parsed, **kwargs)
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        _create_schema(self.engine)
+        from connector.state.migrate import upgrade  # (imports this module's models)
+
+        upgrade(self.engine, _create_schema)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -173,14 +210,29 @@ class StateDB:
         self.engine.dispose()
 
 
+def _with_driver(url: URL) -> URL:
+    """``postgresql://`` (and ``postgres://``) with psycopg 3, the driver the extra installs.
+
+    SQLAlchemy's default PostgreSQL driver is psycopg2, which mentorsync does not depend on:
+    a plain ``postgresql://`` URL would fail with "No module named 'psycopg2'".
+    """
+    if url.drivername in {"postgresql", "postgres"}:
+        return url.set(drivername="postgresql+psycopg")
+    return url
+
+
 def _create_schema(engine: Engine) -> None:
     """Create missing tables; tolerate another process creating them at the same moment."""
     try:
         Base.metadata.create_all(engine)
-    except OperationalError as exc:
+    except (OperationalError, ProgrammingError, IntegrityError) as exc:
         # Two processes starting on a fresh database both see a table missing; the loser's
-        # CREATE fails with "already exists". Checking again finds everything in place.
-        if "already exists" not in str(exc.orig):
+        # CREATE fails with "already exists" (SQLite: OperationalError; PostgreSQL:
+        # DuplicateTable, a ProgrammingError, or a unique violation on pg_type when both
+        # CREATEs ran at the same moment). Checking again finds everything in place.
+        if "already exists" not in str(exc.orig) and "pg_type_typname_nsp_index" not in str(
+            exc.orig
+        ):
             raise
         Base.metadata.create_all(engine)
 

@@ -17,8 +17,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
 
 from connector.state.database import InboxEvent, StateDB, utcnow
 
@@ -56,63 +55,67 @@ def _chunks(items: Sequence[object], size: int = _CHUNK) -> Iterable[Sequence[ob
         yield items[start : start + size]
 
 
+# Built once: composing these expressions cost more CPU than the database's work per delivery.
+_EXISTING = select(InboxEvent.dedup_key, InboxEvent.record_id, InboxEvent.modstamp).where(
+    or_(
+        InboxEvent.dedup_key.in_(bindparam("keys", expanding=True)),
+        InboxEvent.record_id.in_(bindparam("ids", expanding=True)),
+    )
+)
+_INSERT = insert(InboxEvent)
+
+
 def store(db: StateDB, notices: Sequence[Notice]) -> StoreResult:
-    """Store ``notices`` in one transaction, skipping duplicates; return what was new.
+    """Store ``notices`` durably, skipping duplicates; return what was new.
 
     A notice is a duplicate when its ``dedup_key`` is already stored, or (for notices that carry
     a ``modstamp``) when the same record with the same ``SystemModstamp`` is: one change reported
-    by two messages. Database errors propagate (the caller answers 503 and stores nothing).
+    by two messages. Returns only after the rows are committed; database errors propagate (the
+    caller answers 503 and nothing of this delivery is stored).
+
+    Concurrent calls in one process are group-committed (:mod:`connector.state.inbox_writer`):
+    one transaction, and one fsync, for every delivery that arrived while the previous commit was
+    being written, instead of one each, contending for the database's write lock.
     """
-    try:
-        return _store_once(db, notices)
-    except IntegrityError:
-        # A concurrent delivery of the same notification committed first; a second pass sees
-        # its rows and skips them.
-        return _store_once(db, notices)
+    from connector.state.inbox_writer import writer_for
+
+    return writer_for(db).submit(notices)
 
 
-def _store_once(db: StateDB, notices: Sequence[Notice]) -> StoreResult:
+def store_batch(conn: Connection, batch: Sequence[Sequence[Notice]]) -> list[StoreResult]:
+    """Store several deliveries in the caller's transaction on ``conn``; one result each.
+
+    Deliveries are taken in order, so a notification in two deliveries of one batch is stored
+    by the first and counted as a duplicate by the second, exactly as if they had been stored
+    one after the other. Raises :class:`~sqlalchemy.exc.IntegrityError` when another process
+    committed one of the rows meanwhile (the caller retries the batch, which then skips it).
+    """
     # SQLAlchemy Core on one connection, not the ORM: this is the hot path of every webhook,
     # and the ORM's unit of work costs several times the database's own work here.
-    result = StoreResult()
-    unique: dict[str, Notice] = {}
-    changes: set[tuple[str, str]] = set()
-    for notice in notices:
-        change = (notice.record_id, notice.modstamp) if notice.modstamp else None
-        if notice.dedup_key in unique or (change and change in changes):
-            result.duplicates += 1
-            continue
-        unique[notice.dedup_key] = notice
-        if change:
-            changes.add(change)
-    keys = list(unique)
-    changed_ids = sorted({record_id for record_id, _ in changes})
-    existing: set[str] = set()
-    known_changes: set[tuple[str, str]] = set()
+    keys: set[str] = set()
+    changed: set[str] = set()
+    for notices in batch:
+        for notice in notices:
+            keys.add(notice.dedup_key)
+            if notice.modstamp:
+                changed.add(notice.record_id)
+    seen_keys, seen_changes = _existing(conn, sorted(keys), sorted(changed))
     now = utcnow()
-    with db.engine.begin() as conn:
-        for start in range(0, max(len(keys), len(changed_ids)), _CHUNK):
-            key_chunk = keys[start : start + _CHUNK]
-            id_chunk = changed_ids[start : start + _CHUNK]
-            rows = conn.execute(
-                select(InboxEvent.dedup_key, InboxEvent.record_id, InboxEvent.modstamp).where(
-                    or_(InboxEvent.dedup_key.in_(key_chunk), InboxEvent.record_id.in_(id_chunk))
-                )
-            )
-            for key, record_id, modstamp in rows:
-                existing.add(key)
-                if modstamp is not None:
-                    known_changes.add((record_id, modstamp))
-        new_rows = []
-        for key, notice in unique.items():
-            if key in existing or (
-                notice.modstamp and (notice.record_id, notice.modstamp) in known_changes
-            ):
+    results: list[StoreResult] = []
+    new_rows: list[dict[str, object]] = []
+    for notices in batch:
+        result = StoreResult()
+        for notice in notices:
+            change = (notice.record_id, notice.modstamp) if notice.modstamp else None
+            if notice.dedup_key in seen_keys or (change and change in seen_changes):
                 result.duplicates += 1
                 continue
+            seen_keys.add(notice.dedup_key)
+            if change:
+                seen_changes.add(change)
             new_rows.append(
                 {
-                    "dedup_key": key,
+                    "dedup_key": notice.dedup_key,
                     "source": notice.source,
                     "kind": notice.kind,
                     "object": notice.object,
@@ -123,11 +126,29 @@ def _store_once(db: StateDB, notices: Sequence[Notice]) -> StoreResult:
                     "attempts": 0,
                 }
             )
+            result.stored += 1
             result.kinds.add(notice.kind)
-        if new_rows:
-            conn.execute(insert(InboxEvent), new_rows)
-        result.stored = len(new_rows)
-    return result
+        results.append(result)
+    if new_rows:
+        conn.execute(_INSERT, new_rows)
+    return results
+
+
+def _existing(
+    conn: Connection, keys: Sequence[str], changed_ids: Sequence[str]
+) -> tuple[set[str], set[tuple[str, str]]]:
+    """Dedup keys already stored, and the ``(record, SystemModstamp)`` changes already stored."""
+    existing: set[str] = set()
+    known_changes: set[tuple[str, str]] = set()
+    for start in range(0, max(len(keys), len(changed_ids)), _CHUNK):
+        key_chunk = keys[start : start + _CHUNK]
+        id_chunk = changed_ids[start : start + _CHUNK]
+        rows = conn.execute(_EXISTING, {"keys": key_chunk, "ids": id_chunk})
+        for key, record_id, modstamp in rows:
+            existing.add(key)
+            if modstamp is not None:
+                known_changes.add((record_id, modstamp))
+    return existing, known_changes
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ what the ledger holds — never an enrolment someone made by hand, never a grant
 owner still holds. A grant that existed before mentorsync looked is never recorded, so it is
 never undone.
 
-A grant is ``(thing, target)``: ``thing`` one of :data:`THINGS`, ``target`` its Moodle keys as
-a string made by :func:`target` (``course=3:user=10:role=5``).
+An entry is an :class:`Entry`: what (``thing``), where (``scope``: a course id, a group
+idnumber, the user whose context holds a role), who (``user_id``), which role (``role_id``), for
+whom (``owner``), about whom (``subject``: the person's source record).
 """
 
 from __future__ import annotations
@@ -21,89 +22,109 @@ from sqlalchemy.orm import Session
 
 from connector.state.database import Ownership, utcnow
 
-ENROLMENT = "enrolment"
-GROUP = "group"
-GROUP_MEMBER = "group_member"
-ROLE_ASSIGNMENT = "role_assignment"
-THINGS = (ENROLMENT, GROUP, GROUP_MEMBER, ROLE_ASSIGNMENT)
 # SQL "IN"/"OR" lists are sent in chunks of this size.
 _CHUNK = 200
 
 
 @dataclass(frozen=True, order=True)
-class Grant:
-    """One thing in Moodle: what it is and its keys."""
+class Entry:
+    """One ledger entry (identity: owner, thing, scope, user_id, role_id)."""
 
+    owner: str
     thing: str
-    target: str
+    scope: str
+    user_id: int = 0
+    role_id: int = 0
+    subject: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str, int, int]:
+        """The entry's identity."""
+        return (self.owner, self.thing, self.scope, self.user_id, self.role_id)
 
 
-def target(**keys: int | str) -> str:
-    """The canonical target string of Moodle keys, in the order given."""
-    return ":".join(f"{name}={value}" for name, value in keys.items())
-
-
-def record(session: Session, kind: str, owner: str, grants: Iterable[Grant]) -> int:
-    """Record that ``owner`` made ``grants`` (a grant already recorded for it is skipped)."""
-    wanted = set(grants)
+def record(session: Session, kind: str, entries: Iterable[Entry]) -> int:
+    """Record ``entries`` (one already recorded is skipped); return how many were new."""
+    wanted = {e.key: e for e in entries}
     if not wanted:
         return 0
-    have = owned_by(session, kind, [owner]).get(owner, set())
-    new = sorted(wanted - have)
+    have = {e.key for e in owned_by(session, kind, {k[0] for k in wanted})}
+    new = [e for k, e in sorted(wanted.items()) if k not in have]
     now = utcnow()
     session.add_all(
-        Ownership(kind=kind, owner=owner, thing=g.thing, target=g.target, created_at=now)
-        for g in new
+        Ownership(
+            kind=kind,
+            owner=e.owner,
+            thing=e.thing,
+            scope=e.scope,
+            user_id=e.user_id,
+            role_id=e.role_id,
+            subject=e.subject,
+            created_at=now,
+        )
+        for e in new
     )
     return len(new)
 
 
-def forget(session: Session, kind: str, owner: str, grants: Iterable[Grant]) -> None:
-    """Forget ``owner``'s hold on ``grants`` (after they were undone, or handed over)."""
-    items = sorted(set(grants))
+def forget(session: Session, kind: str, entries: Iterable[Entry]) -> None:
+    """Forget ``entries`` (after they were undone, or found gone from Moodle)."""
+    items = sorted({e.key for e in entries})
     for start in range(0, len(items), _CHUNK):
         chunk = items[start : start + _CHUNK]
         session.execute(
             delete(Ownership).where(
                 Ownership.kind == kind,
-                Ownership.owner == owner,
-                _any_of(chunk),
+                or_(
+                    *(
+                        and_(
+                            Ownership.owner == owner,
+                            Ownership.thing == thing,
+                            Ownership.scope == scope,
+                            Ownership.user_id == user_id,
+                            Ownership.role_id == role_id,
+                        )
+                        for owner, thing, scope, user_id, role_id in chunk
+                    )
+                ),
             )
         )
 
 
-def owned_by(session: Session, kind: str, owners: Iterable[str]) -> dict[str, set[Grant]]:
-    """The grants each of ``owners`` holds."""
-    out: dict[str, set[Grant]] = {}
+def owned_by(session: Session, kind: str, owners: Iterable[str]) -> list[Entry]:
+    """Every entry held by one of ``owners``."""
     ids = sorted(set(owners))
+    out: list[Entry] = []
     for start in range(0, len(ids), _CHUNK):
-        rows = session.execute(
-            select(Ownership.owner, Ownership.thing, Ownership.target).where(
+        out += _entries(
+            session,
+            select(Ownership).where(
                 Ownership.kind == kind, Ownership.owner.in_(ids[start : start + _CHUNK])
-            )
+            ),
         )
-        for owner, thing, tgt in rows:
-            out.setdefault(owner, set()).add(Grant(thing, tgt))
     return out
 
 
-def holders(session: Session, kind: str, grants: Iterable[Grant]) -> dict[Grant, set[str]]:
-    """Who holds each of ``grants`` (owners of any record, not only this run's)."""
-    out: dict[Grant, set[str]] = {}
-    items = sorted(set(grants))
-    for start in range(0, len(items), _CHUNK):
-        chunk = items[start : start + _CHUNK]
-        rows = session.execute(
-            select(Ownership.owner, Ownership.thing, Ownership.target).where(
+def of_users(
+    session: Session, kind: str, things: Iterable[str], user_ids: Iterable[int]
+) -> list[Entry]:
+    """Every entry of these ``things`` about one of ``user_ids`` (whoever the owner)."""
+    ids, wanted = sorted(set(user_ids)), sorted(set(things))
+    out: list[Entry] = []
+    for start in range(0, len(ids), _CHUNK):
+        out += _entries(
+            session,
+            select(Ownership).where(
                 Ownership.kind == kind,
-                _any_of(chunk),
-            )
+                Ownership.thing.in_(wanted),
+                Ownership.user_id.in_(ids[start : start + _CHUNK]),
+            ),
         )
-        for owner, thing, tgt in rows:
-            out.setdefault(Grant(thing, tgt), set()).add(owner)
     return out
 
 
-def _any_of(grants: list[Grant]):  # type: ignore[no-untyped-def]  (a SQL expression)
-    """``(thing, target)`` is one of ``grants``."""
-    return or_(*(and_(Ownership.thing == g.thing, Ownership.target == g.target) for g in grants))
+def _entries(session: Session, query: object) -> list[Entry]:
+    return [
+        Entry(r.owner, r.thing, r.scope, r.user_id, r.role_id, r.subject)
+        for r in session.scalars(query)  # type: ignore[call-overload]
+    ]

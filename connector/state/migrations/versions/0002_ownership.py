@@ -24,11 +24,16 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(50), nullable=False),
         sa.Column("owner", sa.String(64), nullable=False),
         sa.Column("thing", sa.String(30), nullable=False),
-        sa.Column("target", sa.String(200), nullable=False),
+        sa.Column("scope", sa.String(100), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("role_id", sa.Integer(), nullable=False),
+        sa.Column("subject", sa.String(64), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.UniqueConstraint("kind", "owner", "thing", "target", name="uq_ownership"),
+        sa.UniqueConstraint(
+            "kind", "owner", "thing", "scope", "user_id", "role_id", name="uq_ownership"
+        ),
     )
-    op.create_index("ix_ownership_target", "ownership", ["thing", "target"])
+    op.create_index("ix_ownership_user", "ownership", ["kind", "thing", "user_id"])
     op.create_index("ix_ownership_owner", "ownership", ["kind", "owner"])
 
 

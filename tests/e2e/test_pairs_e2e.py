@@ -1,0 +1,225 @@
+"""The pairs sync against the loopback sandboxes: matches become enrolments, a private group
+per pair and the mentor's user-context role; a cancelled match undoes exactly what it did."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from connector.context import Context
+from connector.engine.kind import RunResult, SyncRequest
+from connector.kinds.members.kind import MembersSync
+from connector.kinds.pairs.kind import PairsSync
+from connector.state.database import Ownership
+from sandbox.moodle import MoodleSandbox
+from sandbox.salesforce import SalesforceSandbox
+from sandbox.seed import SeedReport
+from sandbox.testing import running_sandboxes
+
+pytestmark = pytest.mark.e2e
+
+ORIENT, PROGRAMME = 2, 3
+STUDENT, TEACHER, MENTOR = 5, 4, 9
+WRITES = (
+    "enrol_manual_enrol_users",
+    "enrol_manual_unenrol_users",
+    "core_group_create_groups",
+    "core_group_delete_groups",
+    "core_group_add_group_members",
+    "core_group_delete_group_members",
+    "core_role_assign_roles",
+    "core_role_unassign_roles",
+)
+
+
+@dataclass
+class World:
+    sf: SalesforceSandbox
+    moodle: MoodleSandbox
+    ctx: Context
+    report: SeedReport
+
+    def pairs(self, mode: str = "incremental", **kwargs: Any) -> RunResult:
+        return PairsSync().run(self.ctx, SyncRequest(mode=mode, **kwargs))  # type: ignore[arg-type]
+
+    def match(self, match_id: str) -> dict[str, Any]:
+        record = self.sf.store.get("Mentorship_Match__c", match_id)
+        assert record is not None
+        return record
+
+    def has_account(self, contact_id: str) -> bool:
+        return len(self.moodle.site.user_ids_by_idnumber(contact_id)) == 1
+
+    def ready(self) -> list[str]:
+        """Active matches whose two people have accounts (the seed's shared-email Contact
+        cannot get one: a conflict for staff to resolve)."""
+        return [
+            m
+            for m in self.report.active_matches
+            if all(self.has_account(self.match(m)[f]) for f in ("Mentor__c", "Mentee__c"))
+        ]
+
+    def alone(self, match_id: str) -> bool:
+        """Whether neither person of the match is in another active or completed match."""
+        m = self.match(match_id)
+        people = {m["Mentor__c"], m["Mentee__c"]}
+        for other in self.sf.store.find("Mentorship_Match__c"):
+            if other["Id"] != match_id and other["Status__c"] in ("Active", "Completed"):
+                if people & {other["Mentor__c"], other["Mentee__c"]}:
+                    return False
+        return True
+
+    def user(self, contact_id: str) -> int:
+        ids = self.moodle.site.user_ids_by_idnumber(contact_id)
+        assert len(ids) == 1
+        return ids[0]
+
+    def group(self, match_id: str) -> dict[str, Any] | None:
+        return self.moodle.site.group_by_idnumber(match_id, PROGRAMME)
+
+    def members(self, match_id: str) -> set[int]:
+        group = self.group(match_id)
+        assert group is not None
+        return {
+            uid
+            for uid in self.moodle.site.enrolments(PROGRAMME)
+            if group["id"] in self.moodle.site.user_group_ids(uid, PROGRAMME)
+        }
+
+    def writes(self) -> int:
+        return sum(self.moodle.calls[f] for f in WRITES)
+
+    def set_status(self, match_id: str, status: str) -> None:
+        self.sf.store.update("Mentorship_Match__c", match_id, {"Status__c": status})
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    overrides = {"members": {"mass_change_share": 1.0, "mass_change_count": 1000}}
+    with running_sandboxes(tmp_path, members=80, overrides=overrides) as (sf, moodle, settings):
+        settings.pairs.mass_change_share = 1.0
+        settings.pairs.mass_change_count = 1000
+        ctx = Context(settings)
+        try:
+            yield World(sf, moodle, ctx, sf.seed_report)
+        finally:
+            ctx.close()
+
+
+def people(w: World, match_id: str) -> tuple[int, int]:
+    m = w.match(match_id)
+    return w.user(m["Mentor__c"]), w.user(m["Mentee__c"])
+
+
+def test_active_matches_get_courses_group_and_mentor_role_then_settle(world: World) -> None:
+    w = world
+    assert MembersSync().run(w.ctx, SyncRequest(mode="full")).status in ("ok", "failed_records")
+
+    first = w.pairs("full")
+
+    ready = w.ready()
+    blocked = sorted(set(w.report.active_matches) - set(ready))
+    assert (first.status, first.failed) == ("failed_records" if blocked else "ok", len(blocked))
+    assert first.counts["groups_created"] == len(ready)
+    for match_id in blocked:  # reported on the match, nothing half-applied
+        assert w.group(match_id) is None
+        record = w.match(match_id)
+        assert (record["LMS_Sync_Status__c"], record["LMS_Sync_Error__c"]) == (
+            "Failed",
+            "person:no_account",
+        )
+    for match_id in ready:
+        mentor, mentee = people(w, match_id)
+        enrolled_o, enrolled_p = (
+            w.moodle.site.enrolments(ORIENT),
+            w.moodle.site.enrolments(PROGRAMME),
+        )
+        assert STUDENT in enrolled_o[mentor] and STUDENT in enrolled_o[mentee]
+        assert STUDENT in enrolled_p[mentee] and TEACHER in enrolled_p[mentor]
+        assert w.members(match_id) == {mentor, mentee}
+        assert (MENTOR, mentor, "user", mentee) in w.moodle.site.role_assignments
+        record = w.match(match_id)
+        assert record["LMS_Sync_Status__c"] == "Synced"
+        assert record["LMS_Group_Id__c"] == str(w.group(match_id)["id"])  # type: ignore[index]
+    # Nothing for the proposed, cancelled or completed match.
+    for idle in (w.report.proposed_match, w.report.cancelled_match, w.report.completed_match):
+        assert w.group(idle) is None
+
+    # The mentee with two mentors: two groups, both mentors hold the role over her.
+    mentee = w.user(w.report.two_mentor_mentee)
+    mentors = {people(w, m)[0] for m in w.report.two_mentor_matches}
+    assert len(mentors) == 2
+    assert {(MENTOR, m, "user", mentee) for m in mentors} <= set(w.moodle.site.role_assignments)
+    assert len(w.moodle.site.user_group_ids(mentee, PROGRAMME)) == 2
+
+    # Idempotent: an incremental run (it reads the write-back echo) writes nothing to Moodle.
+    before = w.writes()
+    again = w.pairs()
+    assert again.status == first.status, again.reason
+    assert w.writes() == before
+
+
+def test_cancel_undoes_exactly_what_mentorsync_did(world: World) -> None:
+    w = world
+    MembersSync().run(w.ctx, SyncRequest(mode="full"))
+    # One of the dual-role person's matches: she keeps what her other match needs.
+    as_mentee, as_mentor = w.report.dual_role_matches
+    # A hand enrolment before mentorsync looked: never mentorsync's to undo.
+    cancel = next(m for m in w.ready() if w.alone(m))
+    mentor, mentee = people(w, cancel)
+    w.moodle.site.enrol(ORIENT, mentee, STUDENT)
+    assert w.pairs("full").status in ("ok", "failed_records")
+    group_id = w.group(cancel)["id"]  # type: ignore[index]
+
+    w.set_status(cancel, "Cancelled")
+    w.set_status(as_mentee, "Cancelled")
+    result = w.pairs("ids", ids=(cancel, as_mentee))
+
+    assert (result.status, result.counts["groups_deleted"]) == ("ok", 2), result.reason
+    assert w.group(cancel) is None and group_id not in w.moodle.site.groups
+    assert (MENTOR, mentor, "user", mentee) not in w.moodle.site.role_assignments
+    assert mentor not in w.moodle.site.enrolments(PROGRAMME)
+    assert mentee not in w.moodle.site.enrolments(PROGRAMME)
+    assert mentee in w.moodle.site.enrolments(ORIENT)  # enrolled by hand: stays
+    assert mentor not in w.moodle.site.enrolments(ORIENT)
+    dual = w.user(w.report.dual_role)
+    assert TEACHER in w.moodle.site.enrolments(PROGRAMME)[dual]  # still a mentor elsewhere
+    assert dual in w.moodle.site.enrolments(ORIENT)
+    with w.ctx.db.session() as session:
+        owners = set(session.scalars(select(Ownership.owner)))
+    assert cancel not in owners
+    assert w.match(cancel)["LMS_Group_Id__c"] is None
+
+
+def test_drift_is_healed_and_a_mass_cancel_is_stopped(world: World) -> None:
+    w = world
+    MembersSync().run(w.ctx, SyncRequest(mode="full"))
+    assert w.pairs("full").status in ("ok", "failed_records")
+    match_id = w.ready()[0]
+    mentor, mentee = people(w, match_id)
+    group = w.group(match_id)
+    assert group is not None
+    w.moodle.site.remove_group_member(group["id"], mentor)  # by hand in Moodle
+
+    dry = w.pairs("full", dry_run=True)
+    # A full run also re-asserts the mentor roles it owns (Moodle cannot list them).
+    assert [line for line in dry.plan if line[1] == match_id] == [
+        ("pair", match_id, "add mentor to group, assign mentor role")
+    ]
+    healed = w.pairs("full")
+    assert healed.counts["members_added"] == 1
+    assert w.members(match_id) == {mentor, mentee}
+
+    w.ctx.settings.pairs.mass_change_share = 0.05
+    w.ctx.settings.pairs.mass_change_count = 5
+    for m in w.report.active_matches:
+        w.set_status(m, "Cancelled")
+    stopped = w.pairs("full")
+    assert stopped.status == "stopped"
+    assert stopped.reason.startswith("mass_change: would undo ")
+    assert w.members(match_id) == {mentor, mentee}
