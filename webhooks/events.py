@@ -7,8 +7,8 @@ Salesforce (a Flow, Apex, or a Change Data Capture relay)::
 
     {"object": "Contact", "ids": ["0035e00000AbCdEAAV", ...], "changeType": "UPDATE"}
 
-``object`` routes to a sync kind by :func:`webhooks.runtime.kind_for`. ``ids`` must not be
-empty (gap and overflow events carry none; the incremental sweep covers those).
+``object`` routes to the sync kinds it wakes (:func:`webhooks.runtime.kinds_for`). ``ids``
+must not be empty (gap and overflow events carry none; the incremental sweep covers those).
 
 Moodle (the event observer of the mentorsync Moodle plugin), one event or a list of them, with
 the fields of Moodle's event data::
@@ -36,7 +36,7 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.state import inbox
-from webhooks.runtime import kind_for, read_body, runtime
+from webhooks.runtime import kinds_for, read_body, routed, runtime
 from webhooks.signing import SignatureError, verify
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,10 @@ blueprint = Blueprint("events", __name__)
 
 MAX_IDS = 10_000
 MAX_MOODLE_EVENTS = 1_000
+# Moodle ids and times are database BIGINTs; anything larger is not an id (and a string of
+# over 4,300 digits would make int() raise ValueError: Python's integer-string limit).
+MAX_WHOLE = 2**63 - 1
+_MAX_WHOLE_DIGITS = len(str(MAX_WHOLE))
 # Used with fullmatch(): "$" would let a trailing newline through.
 _SF_ID = re.compile(r"[A-Za-z0-9]{15}([A-Za-z0-9]{3})?")
 _OBJECT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}")
@@ -95,10 +99,15 @@ def _whole(event: dict[str, Any], field: str, where: str) -> int | None:
     if value is None or value == "":
         return None
     # isascii(): str.isdigit() is also true for "²" (superscript two), which int() refuses.
-    if isinstance(value, str) and value.isascii() and value.isdigit():
+    if (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isdigit()
+        and len(value) <= _MAX_WHOLE_DIGITS
+    ):
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise PayloadError(f"{where}.{field} must be a whole number")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_WHOLE:
+        raise PayloadError(f"{where}.{field} must be a whole number (0 to 2^63-1)")
     return value
 
 
@@ -132,9 +141,9 @@ def parse_moodle_events(data: Any) -> list[tuple[str, str]]:
     return parsed
 
 
-def moodle_kind(eventname: str) -> str | None:
-    """The sync kind for a Moodle event: ``moodle:<eventname>`` first, then ``moodle``."""
-    return kind_for(f"moodle:{eventname}") or kind_for("moodle")
+def moodle_kinds(eventname: str) -> list[str]:
+    """The sync kinds a Moodle event wakes: those of ``moodle:<eventname>``, else ``moodle``."""
+    return kinds_for(f"moodle:{eventname}") or kinds_for("moodle")
 
 
 def _signed_json(keys: list[bytes], setting: str) -> tuple[str, Any] | Response:
@@ -154,6 +163,8 @@ def _signed_json(keys: list[bytes], setting: str) -> tuple[str, Any] | Response:
         return msg_id, json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # deep nesting too
         return _error(400, "bad_json", "body is not valid UTF-8 JSON")
+    except ValueError:  # an integer of over 4,300 digits (Python's integer-string limit)
+        return _error(400, "bad_json", "body holds a number too long to be a value")
 
 
 def _store(notices: list[inbox.Notice], what: str) -> Response:
@@ -190,13 +201,14 @@ def _handle(
 
 def _salesforce_notices(msg_id: str, data: Any) -> list[inbox.Notice]:
     obj, ids = parse_salesforce_event(data)
-    kind = kind_for(obj)
-    if kind is None:
+    woken = kinds_for(obj)
+    if not woken:
         raise LookupError(f"no sync kind handles object {obj}")
     prefix = f"sf-events:{_key_part(msg_id)}"
     return [
-        inbox.Notice(f"{prefix}:{record_id}", "salesforce-events", kind, obj, record_id)
+        inbox.Notice(key, "salesforce-events", kind, obj, record_id)
         for record_id in ids
+        for key, kind, _ in routed(f"{prefix}:{record_id}", woken)
     ]
 
 
@@ -204,12 +216,13 @@ def _moodle_notices(msg_id: str, data: Any) -> list[inbox.Notice]:
     notices = []
     prefix = f"moodle:{_key_part(msg_id)}"
     for index, (name, user_id) in enumerate(parse_moodle_events(data)):
-        kind = moodle_kind(name)
-        if kind is None:
+        woken = moodle_kinds(name)
+        if not woken:
             raise LookupError(f"no sync kind handles Moodle event {name}")
-        notices.append(
-            inbox.Notice(f"{prefix}#{index}", "moodle", kind, f"moodle:{name}"[:100], user_id)
-        )
+        for key, kind, _ in routed(f"{prefix}#{index}", woken):
+            notices.append(
+                inbox.Notice(key, "moodle", kind, f"moodle:{name}"[:100], user_id)
+            )
     return notices
 
 

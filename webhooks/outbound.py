@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from connector.config import ServiceSettings
 from connector.state import inbox
-from webhooks.runtime import kind_for, read_body, runtime
+from webhooks.runtime import kinds_for, read_body, routed, runtime
 
 log = logging.getLogger(__name__)
 
@@ -239,19 +239,20 @@ def receive(secret: str | None) -> Response:
         return _refuse(403, "OrganizationId is not one of salesforce.org_ids")
     notices = []
     for index, item in enumerate(message.notifications, 1):
-        kind = kind_for(item.object)
-        if kind is None:
+        woken = kinds_for(item.object)
+        if not woken:
             return _refuse(400, f"Notification {index}: no sync kind handles object {item.object}")
-        notices.append(
-            inbox.Notice(
-                dedup_key=f"sf-outbound:{item.notification_id}",
-                source="salesforce-outbound",
-                kind=kind,
-                object=item.object,
-                record_id=item.record_id,
-                modstamp=item.modstamp,
+        for key, kind, first in routed(f"sf-outbound:{item.notification_id}", woken):
+            notices.append(
+                inbox.Notice(
+                    dedup_key=key,
+                    source="salesforce-outbound",
+                    kind=kind,
+                    object=item.object,
+                    record_id=item.record_id,
+                    modstamp=item.modstamp if first else None,
+                )
             )
-        )
     try:
         stored = inbox.store(rt.db, notices)
     except SQLAlchemyError as exc:

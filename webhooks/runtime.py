@@ -41,18 +41,36 @@ def configured_objects(settings: Settings) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def kind_for(obj: str) -> str | None:
-    """The sync kind that handles events about ``obj``, or None.
+def kinds_for(obj: str) -> list[str]:
+    """Every sync kind that events about ``obj`` wake, in the registry's order.
 
+    One object may wake several kinds: a Contact change matters to members and to pairs.
     A kind names its objects in ``objects``; a kind whose source object is configurable (the
     member field map's ``[source] object``, e.g. ``Account`` with Person Accounts) may offer
     ``objects_for(settings)`` instead, which then wins.
     """
     rt = runtime()
-    for name, kind in kinds().items():
-        if obj in rt.configured_objects.get(name, kind.objects):
-            return name
-    return None
+    return [
+        name
+        for name, kind in kinds().items()
+        if obj in rt.configured_objects.get(name, kind.objects)
+    ]
+
+
+def kind_for(obj: str) -> str | None:
+    """The first sync kind that handles events about ``obj``, or None."""
+    found = kinds_for(obj)
+    return found[0] if found else None
+
+
+def routed(key: str, kinds_woken: list[str]) -> list[tuple[str, str, bool]]:
+    """``(dedup key, kind, first)`` for one notification woken kinds: the first kind keeps the
+    notification's own key; the others get ``key#kind``. Only the first is checked for the
+    same change arriving in two messages (record Id + SystemModstamp), so the others may do a
+    repeated, idempotent reconcile at worst."""
+    return [
+        (key if n == 0 else f"{key}#{kind}", kind, n == 0) for n, kind in enumerate(kinds_woken)
+    ]
 
 
 def runtime() -> Runtime:

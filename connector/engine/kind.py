@@ -70,7 +70,7 @@ class IdType:
 SALESFORCE_ID = IdType(
     "a Salesforce record Id (15 or 18 letters and digits)", r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?"
 )
-MOODLE_USER_ID = IdType("a Moodle user id (digits)", r"[1-9][0-9]{0,18}")
+MOODLE_USER_ID = IdType("a Moodle user id (digits)", r"[1-9][0-9]{0,9}")
 
 
 @dataclass(frozen=True)

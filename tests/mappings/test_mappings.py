@@ -272,7 +272,8 @@ def test_webhooks_route_the_field_maps_source_object(tmp_path: Path) -> None:
             "MENTORSYNC_SERVICE_DATA_DIR": str(tmp_path / "data"),
         }
     )
-    assert MembersSync().objects_for(settings) == ("Account",)
+    assert MembersSync().objects_for(settings)[0] == "Account"
+    assert "Contact" not in MembersSync().objects_for(settings)
     app = create_app(settings)
     with app.app_context():
         assert kind_for("Account") == "members"

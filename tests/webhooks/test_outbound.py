@@ -13,9 +13,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
+import connector.registry
 from connector.state.database import InboxEvent
 from tests.webhooks.fakes import (
     ORG_ID,
+    FakeKind,
     FakeKinds,
     fixture_bytes,
     outbound_message,
@@ -456,3 +458,22 @@ def test_our_own_bug_is_a_500_fault_logged_without_its_message(
     assert "unhandled RuntimeError on POST /hooks/salesforce/outbound" in caplog.text
     assert "in broken" in caplog.text  # the frames say where
     assert email not in caplog.text
+
+
+def test_one_object_wakes_every_kind_that_declares_it(
+    client: FlaskClient, rt: Runtime, fake_kinds: FakeKinds
+) -> None:
+    # A Contact change matters to members and to pairs: one row per kind, each deduplicated.
+    connector.registry.register(FakeKind("fake_pairs", ("Mentorship_Match__c", "Contact")))
+    contact = sf_id("003", 7)
+    body = outbound_message([(sf_id("04l", 1), "Contact", contact, "2026-11-01T09:00:00.000Z")])
+
+    assert post(client, body).status_code == 200
+    assert post(client, body).status_code == 200  # Salesforce delivers it again
+
+    rows = inbox_rows(rt)
+    assert [(r.kind, r.dedup_key, r.record_id, r.modstamp) for r in rows] == [
+        ("fake_contacts", f"sf-outbound:{sf_id('04l', 1)}", contact, "2026-11-01T09:00:00.000Z"),
+        ("fake_pairs", f"sf-outbound:{sf_id('04l', 1)}#fake_pairs", contact, None),
+    ]
+    assert sorted(args[0] for args in queued(rt)) == ["fake_contacts", "fake_pairs"]

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from connector.config import Settings
 from connector.context import Context
-from connector.engine.kind import SALESFORCE_ID, ProgressHook, RunResult, Schedule, SyncRequest
+from connector.engine.kind import IdType, ProgressHook, RunResult, Schedule, SyncRequest
 from connector.kinds.members.run import KIND, MembersRun
 from mappings.fieldmap import load_field_map
+
+USER_UPDATED = "\\core\\event\\user_updated"
+USER_DELETED = "\\core\\event\\user_deleted"
+CONTACT_OR_MOODLE_USER = IdType(
+    "a Salesforce record Id (15 or 18 letters and digits) or a Moodle user id",
+    r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?|[1-9][0-9]{0,9}",
+)
 
 
 class MembersSync:
@@ -18,8 +25,11 @@ class MembersSync:
     reactivate, adopt), with the outcome written back to each Contact."""
 
     name = KIND
-    objects = ("Contact",)
-    id_type = SALESFORCE_ID
+    # A Moodle user changed by hand (the plugin's events) is reconciled too: the Contact's
+    # values win. A deleted user can no longer be looked up by id, so its Contact is found
+    # (and its account made again) by the next full run.
+    objects = ("Contact", f"moodle:{USER_UPDATED}", f"moodle:{USER_DELETED}")
+    id_type = CONTACT_OR_MOODLE_USER
     settings_section = "members"
     schedule = Schedule(incremental=True, nightly_order=10)
     # How the counters read on a terminal; the others are internal (--json, /metrics).
@@ -39,7 +49,7 @@ class MembersSync:
     def objects_for(self, settings: Settings) -> tuple[str, ...]:
         """The source object of the field map (``Contact``, or ``Account`` for Person Accounts),
         whose webhook events route to this kind."""
-        return (load_field_map(settings.members.field_map).sobject,)
+        return (load_field_map(settings.members.field_map).sobject, *self.objects[1:])
 
     def run(
         self, ctx: Context, request: SyncRequest, progress: ProgressHook | None = None

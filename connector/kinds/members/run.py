@@ -56,7 +56,7 @@ from sqlalchemy.orm import Session
 
 from connector.context import Context
 from connector.engine.guard import mass_change
-from connector.engine.kind import ProgressHook, SyncRequest
+from connector.engine.kind import MOODLE_USER_ID, ProgressHook, SyncRequest
 from connector.engine.run import PLAN_LINES_MAX, KindRun
 from connector.engine.writeback import WritebackBuffer
 from connector.errors import (
@@ -205,7 +205,7 @@ class MembersRun(KindRun):
         request = self.request
         self._spool = MemberPlanSpool()
         if request.mode == "ids":
-            self._plan_ids(list(request.ids))
+            self._plan_ids(self._contact_ids(list(request.ids)))
         else:
             self.full_scan = request.mode == "full" or cursor is None
             since = None if self.full_scan else cursor
@@ -286,6 +286,19 @@ class MembersRun(KindRun):
             if row.get("IsDeleted") is not False:
                 rows.append(row)
         return rows
+
+    def _contact_ids(self, ids: list[str]) -> list[str]:
+        """The Contact Ids named: Salesforce Ids as they are, Moodle user ids (from Moodle's
+        user events) through the account's ``idnumber``. A Moodle user deleted since, or one
+        without an idnumber, is not mentorsync's: nothing to do for it."""
+        moodle_ids = [i for i in ids if MOODLE_USER_ID.invalid([i]) == []]
+        if not moodle_ids:
+            return ids
+        self.lookups["id"] += len(moodle_ids)
+        users = self.lookup.by_fields({"id": moodle_ids})["id"]
+        linked = [str(u.get("idnumber") or "") for u in users]
+        contacts = [i for i in ids if i not in set(moodle_ids)]
+        return list(dict.fromkeys([*contacts, *(c for c in linked if c)]))
 
     def _plan_ids(self, ids: list[str]) -> None:
         """Plan for the named Contacts, deleted ones included (events, retries, survivors)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,9 +141,10 @@ def test_exit_status(status: str, failed: int, expected: int) -> None:
     assert exit_status(result) == expected
 
 
-def _row(output: str, record_id: str) -> list[str]:
-    line = next(row for row in output.splitlines() if record_id in row and "mapping:" in row)
-    return [cell.strip() for cell in line.split("│") if cell.strip()]
+def _failed(config: Path, record_id: str) -> dict:
+    code, output = invoke(config, "status", "--json")
+    assert code == 0, output
+    return next(row for row in json.loads(output)["failed"] if row["record"] == record_id)
 
 
 def test_status_numbers_failed_records_for_retry_and_shows_no_pii(
@@ -157,24 +159,27 @@ def test_status_numbers_failed_records_for_retry_and_shows_no_pii(
     code, output = invoke(config, "status")
 
     assert code == 0, output
-    number, kind, record, error, stage, attempts, *_, next_retry = _row(output, bad)
-    assert number.isdigit()
-    assert (kind, record, error, stage, attempts) == (
-        "members",
-        bad,
-        "mapping:email_missing",
-        "mapping",
-        "1",
-    )
-    assert next_retry == "parked"  # retry_max_attempts = 1
+    row = next(line.split() for line in output.splitlines() if bad in line)
+    assert row[:4] == [row[0], "members", bad, "mapping:email_missing"]
+    assert row[0].isdigit()
     assert "mentorsync retry #" in output
     for private in ("Zelda", "Quux", "kept.private", "@example.org"):
         assert private not in output
+    failed = _failed(config, bad)
+    assert failed["number"] == int(row[0])
+    assert (failed["kind"], failed["error"], failed["stage"], failed["attempts"]) == (
+        "members",
+        "mapping:email_missing",
+        "mapping",
+        1,
+    )
+    assert failed["parked"] is True  # retry_max_attempts = 1
+    assert failed["next_retry"] is None
 
-    code, retried = invoke(config, "retry", number)
+    code, retried = invoke(config, "retry", row[0])
     assert code == 0, retried
     assert "requeued 1 failed record" in retried
 
-    *_, attempts, _, next_retry = _row(invoke(config, "status")[1], bad)
-    assert attempts == "0"
-    assert next_retry != "parked"
+    failed = _failed(config, bad)
+    assert failed["attempts"] == 0
+    assert failed["parked"] is False

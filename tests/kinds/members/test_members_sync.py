@@ -100,7 +100,24 @@ def loose_env(tmp_path: Path) -> Iterator[Env]:
 
 
 def test_registered_as_members_kind() -> None:
-    assert kinds()["members"].objects == ("Contact",)
+    # Contacts, and Moodle's own user events (the plugin's): a user changed by hand.
+    assert kinds()["members"].objects == (
+        "Contact",
+        "moodle:\\core\\event\\user_updated",
+        "moodle:\\core\\event\\user_deleted",
+    )
+
+
+def test_a_moodle_user_id_names_the_contact_of_that_account(env: Env) -> None:
+    cid = env.sf.add(1)
+    env.run()
+    account = env.account(cid)
+    env.moodle.users[account["id"]]["firstname"] = "Edited by hand"
+
+    result = env.run("ids", ids=(str(account["id"]), "999999"))  # 999999: no such user
+
+    assert result.counts["updated"] == 1
+    assert env.account(cid)["firstname"] == env.contact(cid)["FirstName"]
 
 
 def test_first_run_creates_accounts_in_one_call_and_writes_back(env: Env) -> None:
