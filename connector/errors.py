@@ -198,6 +198,8 @@ class SalesforceError(MentorsyncError):
         self.upstream_message = upstream_message
         self.fields = fields or []
         self.context = context
+        # What the admin can do (mentorsync's own words; set from the error table).
+        self.hint = ""
         where = f" {context}" if context else ""
         field_text = f" fields={','.join(self.fields)}" if self.fields else ""
         super().__init__(f"Salesforce{where}: {error_code} (HTTP {status}){field_text}")

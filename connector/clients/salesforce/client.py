@@ -45,6 +45,7 @@ from simple_salesforce.exceptions import SalesforceError as LibraryError
 
 from connector.clients.salesforce import auth as salesforce_auth
 from connector.clients.salesforce import soql
+from connector.clients.salesforce.errors import rule_for
 from connector.config import SalesforceSettings
 from connector.errors import (
     SalesforceAuthError,
@@ -68,28 +69,6 @@ GATEWAY_STATUSES = frozenset({502, 504})
 # refuses request URIs over 16,384 bytes, and the path and host need room too.
 IDS_PER_QUERY = 300
 MAX_ENCODED_SOQL = 15_000
-
-SCHEMA_CODES = frozenset(
-    {"INVALID_FIELD", "INVALID_TYPE", "MALFORMED_QUERY", "INVALID_QUERY_FILTER_OPERATOR"}
-)
-RECORD_CODES = frozenset(
-    {
-        "REQUIRED_FIELD_MISSING",
-        "DUPLICATE_VALUE",
-        "DUPLICATE_EXTERNAL_ID",
-        "FIELD_CUSTOM_VALIDATION_EXCEPTION",
-        "FIELD_INTEGRITY_EXCEPTION",
-        "STRING_TOO_LONG",
-        "INVALID_CROSS_REFERENCE_KEY",
-        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-        "INVALID_FIELD_FOR_INSERT_UPDATE",
-        "INVALID_ID_FIELD",
-        "MALFORMED_ID",
-        "ENTITY_IS_DELETED",
-        "NOT_FOUND",
-    }
-)
-
 
 @dataclass
 class ApiBudget:
@@ -363,6 +342,35 @@ class SalesforceClient:
         path = f"composite/sobjects/{soql.check_name(sobject, 'object name')}/{external_id_field}"
         return self._collection("collections.upsert", "PATCH", path, sobject, records)
 
+    def collection_delete(self, ids: Sequence[str]) -> list[RecordResult]:
+        """Delete records by Id (``DELETE /composite/sobjects?ids=...&allOrNone=false``), 200 a
+        call; one result per Id, in order. A record already gone answers ``ENTITY_IS_DELETED``
+        (a per-record failure, as any other). Deleting again is harmless, so it is retried."""
+        checked = [soql.check_id(i, f"collection_delete id #{n}") for n, i in enumerate(ids)]
+        results: list[RecordResult] = []
+        for start in range(0, len(checked), COLLECTION_SIZE):
+            chunk = checked[start : start + COLLECTION_SIZE]
+            params = {"ids": ",".join(chunk), "allOrNone": "false"}
+            try:
+                answer = self._call(
+                    "collections.delete",
+                    lambda sf, p=params: sf.restful(
+                        "composite/sobjects", method="DELETE", params=p, **self._request_kwargs
+                    ),
+                )
+                if not isinstance(answer, list) or len(answer) != len(chunk):
+                    raise SalesforceError("UNEXPECTED_RESPONSE", 200, context="collections.delete")
+            except (SalesforceError, UnknownOutcomeError) as exc:
+                exc.completed_results = list(results)  # type: ignore[attr-defined]
+                raise
+            results.extend(_record_result(item, created_default=False) for item in answer)
+        failed = sum(1 for r in results if not r.success)
+        log.info(
+            "salesforce collections.delete: %d records, %d ok, %d failed",
+            len(results), len(results) - failed, failed,
+        )
+        return results
+
     def _collection(
         self, op: str, method: str, path: str, sobject: str, records: Sequence[Mapping]
     ) -> list[RecordResult]:
@@ -521,28 +529,17 @@ class SalesforceClient:
 
 
 def classify(op: str, status: int, content: Any) -> SalesforceError:
-    """Turn an error answer into the matching error, keyed on the body's ``errorCode``."""
+    """Turn an error answer into the matching error, by the table in :mod:`.errors`."""
     first = content[0] if isinstance(content, list) and content else {}
     if not isinstance(first, dict):
         first = {}
     code = str(first.get("errorCode") or f"HTTP_{status}")
     message = str(first.get("message") or "")
     fields = [str(f) for f in first.get("fields") or []]
-    args = (code, status, message, fields, op)
-    if code == "INVALID_SESSION_ID" or status == 401:
-        return SalesforceAuthError(*args)
-    if code == "REQUEST_LIMIT_EXCEEDED":
-        # Concurrency limits pass; the daily total ("TotalRequests Limit exceeded") does not.
-        if "concurrent" in message.lower():
-            return SalesforceTransientError(*args)
-        return SalesforceBudgetError(*args)
-    if code == "UNABLE_TO_LOCK_ROW" or status >= 500 or status == 429:
-        return SalesforceTransientError(*args)
-    if code in SCHEMA_CODES:
-        return SalesforceSchemaError(*args)
-    if code in RECORD_CODES or status == 300:
-        return SalesforceRecordError(*args)
-    return SalesforceError(*args)
+    rule = rule_for(code, status, message)
+    error = rule.error(code, status, message, fields, op)
+    error.hint = rule.hint
+    return error
 
 
 def _never_sent(exc: requests.RequestException) -> bool:
