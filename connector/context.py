@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from connector.config import Settings
 from connector.state.database import StateDB
+
+if TYPE_CHECKING:
+    from connector.clients.moodle.client import MoodleClient
+    from connector.clients.salesforce.client import SalesforceClient
 
 
 @dataclass
@@ -22,14 +27,15 @@ class Context:
         return StateDB(self.settings.database_url)
 
     @cached_property
-    def moodle(self):  # type: ignore[no-untyped-def]  # -> connector.clients.moodle.client.MoodleClient
+    def moodle(self) -> MoodleClient:
         """The Moodle web-service client."""
+        # Imported here: building a context (the web service does) needs neither client.
         from connector.clients.moodle.client import MoodleClient
 
         return MoodleClient(self.settings.moodle)
 
     @cached_property
-    def salesforce(self):  # type: ignore[no-untyped-def]  # -> connector.clients.salesforce.client.SalesforceClient
+    def salesforce(self) -> SalesforceClient:
         """The Salesforce client (logs in on first use)."""
         from connector.clients.salesforce.client import SalesforceClient
 
