@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from connector.clients.moodle.client import MoodleClient
 from connector.engine.pipeline import InFlight
 from connector.errors import MoodleRecordError, UnknownOutcomeError
 from connector.kinds.members.lookup import ThreadClients
@@ -78,7 +79,7 @@ class MoodleApplier:
     """
 
     def __init__(
-        self, moodle: Any, on_outcomes: Callable[[list[Outcome]], None], threads: int = 1
+        self, moodle: MoodleClient, on_outcomes: Callable[[list[Outcome]], None], threads: int = 1
     ) -> None:
         self.moodle = moodle
         self.on_outcomes = on_outcomes
@@ -124,7 +125,7 @@ class MoodleApplier:
     def _send(
         self,
         queue: list[Action],
-        send: Callable[[Any, list[Action]], list[Outcome]],
+        send: Callable[[MoodleClient, list[Action]], list[Outcome]],
         *,
         final: bool,
     ) -> list[Action]:
@@ -147,7 +148,7 @@ class MoodleApplier:
         return queue[start:]
 
     def _in_thread(
-        self, send: Callable[[Any, list[Action]], list[Outcome]], actions: list[Action]
+        self, send: Callable[[MoodleClient, list[Action]], list[Outcome]], actions: list[Action]
     ) -> list[Outcome]:
         return send(self._clients.get(), actions)
 
@@ -155,7 +156,7 @@ class MoodleApplier:
 # --- sending one batch (in whatever thread; only the given client is used) ---------------------
 
 
-def create_batch(moodle: Any, actions: list[Action], unknown: int = 0) -> list[Outcome]:
+def create_batch(moodle: MoodleClient, actions: list[Action], unknown: int = 0) -> list[Outcome]:
     """Create the users of ``actions``; bisect a refused batch; resolve an unknown outcome."""
     try:
         created = moodle.create_users([a.payload for a in actions])
@@ -177,7 +178,9 @@ def create_batch(moodle: Any, actions: list[Action], unknown: int = 0) -> list[O
     return [Outcome(a, int(r["id"]), written=True) for a, r in zip(actions, created, strict=True)]
 
 
-def _resolve_unknown_create(moodle: Any, actions: list[Action], unknown: int) -> list[Outcome]:
+def _resolve_unknown_create(
+    moodle: MoodleClient, actions: list[Action], unknown: int
+) -> list[Outcome]:
     """Learn by re-reading which users of a timed-out create exist, then send only the rest."""
     ids = [a.contact_id for a in actions]
     found = {
@@ -201,7 +204,7 @@ def _resolve_unknown_create(moodle: Any, actions: list[Action], unknown: int) ->
     return outcomes + create_batch(moodle, missing, unknown)
 
 
-def update_batch(moodle: Any, actions: list[Action], unknown: int = 0) -> list[Outcome]:
+def update_batch(moodle: MoodleClient, actions: list[Action], unknown: int = 0) -> list[Outcome]:
     """Update the accounts of ``actions``; per-user warnings become those members' failures."""
     try:
         warnings = moodle.update_users([_item(a) for a in actions])

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from connector.clients.moodle.client import MoodleClient
+
 # Lookups in flight at once; a few are enough to hide latency without crowding Moodle.
 DEFAULT_THREADS = 4
 
@@ -24,13 +26,13 @@ DEFAULT_THREADS = 4
 class ThreadClients:
     """One Moodle client per thread, made like the main one; counts merged back on close."""
 
-    def __init__(self, moodle: Any) -> None:
+    def __init__(self, moodle: MoodleClient) -> None:
         self.moodle = moodle
         self._local = threading.local()
-        self._clients: list[Any] = []
+        self._clients: list[MoodleClient] = []
         self._lock = threading.Lock()
 
-    def get(self) -> Any:
+    def get(self) -> MoodleClient:
         """This thread's client."""
         client = getattr(self._local, "client", None)
         if client is None:
@@ -55,7 +57,7 @@ class ThreadClients:
 class ParallelLookup:
     """Batched ``core_user_get_users_by_field`` over a small thread pool."""
 
-    def __init__(self, moodle: Any, threads: int = DEFAULT_THREADS) -> None:
+    def __init__(self, moodle: MoodleClient, threads: int = DEFAULT_THREADS) -> None:
         self.moodle = moodle
         self.threads = max(1, threads)
         self.batch = max(1, int(moodle.settings.max_batch_items))
