@@ -11,9 +11,11 @@ How the pieces fit:
 - ``tick`` is the only periodic task, every minute, on the one machine whose consumer runs with
   periodic tasks (``service.scheduler = true``). It sweeps the inbox (rows whose task was lost
   with a killed worker, or whose backoff is over, are drained again), enqueues the incremental
-  run of every kind every ``service.incremental_minutes``, the full reconcile once a night
-  (at ``service.nightly_hour`` in ``programme.timezone``, or at the first tick in the three hours
-  after it), and the retry of due failed records.
+  run of every kind (that declares one, :class:`~connector.engine.kind.Schedule`) every
+  ``service.incremental_minutes``, the full reconcile once a night (at ``service.nightly_hour``
+  in ``programme.timezone``, or at the first tick in the three hours after it) as one task that
+  runs the kinds one after the other in their declared nightly order (members, pairs,
+  progress), and the retry of due failed records.
 - Every run of a kind holds the lock ``kind:<name>`` (a row in the state database with an
   expiry, renewed from the run's progress hook), so two runs of one kind never overlap, on any
   machine. A lock left by a killed worker expires after ``service.lock_ttl_seconds``.
@@ -42,7 +44,14 @@ from sqlalchemy import select
 
 from connector.config import Settings
 from connector.context import Context
-from connector.engine.kind import ProgressHook, RunResult, RunStatus, SyncKind, SyncRequest
+from connector.engine.kind import (
+    ProgressHook,
+    RunResult,
+    RunStatus,
+    SyncKind,
+    SyncRequest,
+    schedule,
+)
 from connector.errors import MentorsyncError
 from connector.registry import kinds
 from connector.service.queue import init_schema, make_huey
@@ -127,6 +136,7 @@ class Worker:
         self.drain_task = self.huey.task(name="drain")(self.drain)
         self.run_task = self.huey.task(name="run_kind")(self.run_kind)
         self.retry_task = self.huey.task(name="retry_failures")(self.retry_failures)
+        self.nightly_task = self.huey.task(name="nightly")(self.nightly)
         self.tick_task = self.huey.periodic_task(crontab(), name="tick")(self.tick)
 
     # --- enqueueing -----------------------------------------------------------------------
@@ -213,6 +223,15 @@ class Worker:
                 log.info("%s run of %s skipped: another run holds the lock", mode, kind)
         return outcome[0]
 
+    def nightly(self, kind_names: tuple[str, ...]) -> list[str]:
+        """The night's full reconciles, one kind after the other in the given order; returns
+        the kinds run. A kind that is busy gets its full run retried on its own (run_kind)."""
+        done = []
+        for kind in kind_names:
+            if self.run_kind(kind, "full") is not None:
+                done.append(kind)
+        return done
+
     def retry_failures(self, kind: str) -> int:
         """Run ``kind`` for its failed records whose retry is due; return how many were tried.
 
@@ -253,20 +272,29 @@ class Worker:
             enqueued["drain"].append(kind)
         self.close_abandoned_runs()
         local = now.astimezone(zoneinfo.ZoneInfo(self.settings.programme.timezone))
+        nightly: list[str] = []
         for kind in sorted(kinds()):
-            if self._due_once(f"schedule:{kind}:incremental", now, svc.incremental_minutes):
+            declared = schedule(kinds()[kind])
+            if declared.incremental and self._due_once(
+                f"schedule:{kind}:incremental", now, svc.incremental_minutes
+            ):
                 self.run_task(kind, "incremental")
                 enqueued["incremental"].append(kind)
             if _nightly_due(local, svc.nightly_hour) and self._claim_day(
                 f"schedule:{kind}:full", local
             ):
-                self.run_task(kind, "full")
-                enqueued["full"].append(kind)
+                nightly.append(kind)
             with self.db.session() as session:
                 due = bookkeeping.due_failures(session, kind, now)
             if due:
                 self.retry_task(kind)
                 enqueued["retry"].append(kind)
+        if nightly:
+            # One task runs the night's full reconciles one after the other, in the kinds'
+            # declared order (members, then pairs, then progress): each builds on the last.
+            nightly.sort(key=lambda k: (schedule(kinds()[k]).nightly_order, k))
+            self.nightly_task(tuple(nightly))
+            enqueued["full"] = nightly
         return enqueued
 
     def close_abandoned_runs(self) -> dict[str, list[int]]:

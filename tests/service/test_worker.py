@@ -512,6 +512,46 @@ def test_nightly_full_reconcile_when_the_clock_jumps_over_its_hour(worker: Worke
     assert worker.tick(three_am_edt + dt.timedelta(minutes=1))["full"] == []
 
 
+def test_nightly_runs_the_kinds_in_their_declared_order_as_one_task(
+    worker: Worker, fake_kinds: FakeKinds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connector.engine.kind import Schedule
+
+    order = {"fake_matches": 20, "fake_contacts": 10, "fake_moodle": 30, "fake_completions": 40}
+    for kind in (
+        fake_kinds.contacts,
+        fake_kinds.matches,
+        fake_kinds.moodle,
+        fake_kinds.completions,
+    ):
+        monkeypatch.setattr(
+            kind, "schedule", Schedule(nightly_order=order[kind.name]), raising=False
+        )
+    monkeypatch.setattr(
+        fake_kinds.moodle, "schedule", Schedule(incremental=False, nightly_order=30), raising=False
+    )
+    two_am_new_york = dt.datetime(2026, 1, 10, 7, 0, tzinfo=dt.UTC)
+
+    enqueued = worker.tick(two_am_new_york)
+
+    ordered = ["fake_contacts", "fake_matches", "fake_moodle", "fake_completions"]
+    assert enqueued["full"] == ordered
+    assert "fake_moodle" not in enqueued["incremental"]  # it declares no incremental sweep
+    assert (tuple(ordered),) in queued(worker)
+    ran: list[str] = []
+    for kind in (
+        fake_kinds.contacts,
+        fake_kinds.matches,
+        fake_kinds.moodle,
+        fake_kinds.completions,
+    ):
+        kind.behaviour = lambda ctx, request, progress, k=kind.name: (
+            ran.append(k) or RunResult(kind=k, status="ok")
+        )
+    assert worker.nightly(tuple(ordered)) == ordered
+    assert ran == ordered
+
+
 def test_nightly_window_ends(worker: Worker) -> None:
     five_am_new_york = dt.datetime(2026, 1, 10, 10, 0, tzinfo=dt.UTC)
     assert worker.tick(five_am_new_york)["full"] == []  # too late: tomorrow night
