@@ -7,7 +7,9 @@ name in the :class:`SeedReport`:
 
 - two people sharing one email (a couple's household address),
 - one mentee who will change her email (the new address is in the report; nothing changes yet),
-- one mentee with two mentors, one cancelled match and one completed match,
+- one mentee with two mentors, one cancelled match, one completed match and one proposed match
+  (``Status__c`` in every value: Proposed, Active, Completed, Cancelled),
+- one person in two active pairs, mentee in one and mentor in the other (``dual_role``),
 - one Active member not in the programme yet (``joiner``) and one participant about to lapse
   (``lapser``),
 - on the Moodle side (if given) accounts made by hand before mentorsync, without ``idnumber``:
@@ -34,8 +36,8 @@ if TYPE_CHECKING:
 
 PROGRAM = "GMP-2026"
 MIN_MEMBERS = 30
-# The special cases use the first seven pairs.
-MIN_ACTIVE_MATCHES = 8
+# The special cases use the first eight pairs (and the last: the second mentor).
+MIN_ACTIVE_MATCHES = 9
 # The programme year: matches start before the October-March meeting window.
 ACTIVE_START = "2026-09-15"
 ACTIVE_END = "2027-03-31"
@@ -87,6 +89,10 @@ class SeedReport:
     active_matches: list[str] = field(default_factory=list)
     cancelled_match: str = ""
     completed_match: str = ""
+    proposed_match: str = ""  # nothing of it belongs in Moodle
+    # Mentee of one active match and mentor of another, and those two matches (mentee's first)
+    dual_role: str = ""
+    dual_role_matches: list[str] = field(default_factory=list)
     two_mentor_mentee: str = ""
     two_mentor_matches: list[str] = field(default_factory=list)
     shared_email: str = ""
@@ -189,6 +195,12 @@ def seed(
     # Mentee 0 has two mentors: pairs are (mentor k, mentee k) and (mentor last, mentee 0).
     pairs = list(zip(mentor_ix[:-1], mentee_ix, strict=True))
     pairs.append((mentor_ix[-1], mentee_ix[0]))
+    # Mentee 1 ("Both") also mentors pair 7's mentee; pair 7's own mentor waits, proposed below
+    # with a waiting mentee.
+    proposed_mentor = pairs[7][0]
+    pairs[7] = (mentee_ix[1], pairs[7][1])
+    proposed_mentee = next((i for i in waiting if people[i].email), waiting[0])
+    people[proposed_mentee].role, people[proposed_mentee].status = "Mentee", "Active"
 
     # The shared email: mentor of pair 2 and mentee of pair 3, a couple with one address.
     a, b = people[pairs[2][0]], people[pairs[3][1]]
@@ -226,9 +238,15 @@ def seed(
             end="2026-11-15",
         )
     )
+    matches.append(
+        _match(contact_ids[proposed_mentor], contact_ids[proposed_mentee], "Proposed", rng)
+    )
     match_ids = sf.store.bulk_insert("Mentorship_Match__c", matches)
     report.active_matches = match_ids[: len(pairs)]
-    report.cancelled_match, report.completed_match = match_ids[-2], match_ids[-1]
+    report.cancelled_match, report.completed_match = match_ids[-3], match_ids[-2]
+    report.proposed_match = match_ids[-1]
+    report.dual_role = contact_ids[mentee_ix[1]]
+    report.dual_role_matches = [match_ids[1], match_ids[7]]
     report.mentors = sorted({contact_ids[m] for m, _ in pairs})
     report.mentees = sorted({contact_ids[m] for _, m in pairs})
     report.two_mentor_mentee = contact_ids[mentee_ix[0]]

@@ -10,6 +10,7 @@ everything it started.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -26,7 +27,24 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# The demo is read by people new to mentorsync on any terminal: it fits 80 columns.
+WIDTH = 80
+console = Console(highlight=False, width=min(WIDTH, Console().width))
+# Lines of the service log shown when a step fails (the log holds ids and codes only).
+LOG_TAIL_LINES = 15
+
+# What the member sync's outcomes mean, in words staff use.
+OUTCOMES: tuple[tuple[str, str], ...] = (
+    ("created", "new Moodle accounts"),
+    ("adopted", "existing accounts linked"),
+    ("updated", "accounts updated"),
+    ("suspended", "suspended (lapsed)"),
+    ("reactivated", "reactivated (returned)"),
+    ("conflicts", "left to staff (shared email)"),
+    ("rejected", "refused (data unusable)"),
+    ("skipped", "skipped (no email)"),
+    ("failed", "failed (retried later)"),
+)
 
 
 class DemoStepError(Exception):
@@ -56,26 +74,67 @@ def _step(name: str, log_dir: Path) -> Iterator[None]:
         yield
     except Exception as exc:
         console.print(f"[bold red]Step failed:[/] {name}: {type(exc).__name__}: {exc}")
-        console.print(f"Logs are in {log_dir}")
+        _print_log_tail(log_dir / "service.log")
         raise
 
 
+def _print_log_tail(log: Path) -> None:
+    if not log.is_file():
+        return
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    if lines:
+        console.print("Last lines of the service log:")
+        for line in lines:
+            console.print(f"  {line}", overflow="fold", markup=False)
+
+
+def _in_words(counts: dict[str, Any]) -> str:
+    """``new Moodle accounts: 280, skipped (no email): 12``: the non-zero outcomes."""
+    parts = []
+    for key, label in OUTCOMES:
+        n = int(counts.get(key, 0) or 0)
+        if n:
+            parts.append(f"{label}: {n:,}")
+    return ", ".join(parts) or "nothing to change"
+
+
 @click.command()
-@click.option("--members", default=300, show_default=True, help="Members in the sandbox CRM.")
 @click.option(
-    "--keep", is_flag=True, help="Keep the demo's data directory (state, logs) afterwards."
+    "--members",
+    default=300,
+    show_default=True,
+    type=click.IntRange(min=30),
+    help="Members in the sandbox CRM (at least 30, for every case the demo shows).",
+)
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Keep the demo's data directory (state, logs) afterwards, even when it fails.",
 )
 def demo(members: int, keep: bool) -> None:
     """Show the programme year end to end on local sandboxes (what `make demo` runs)."""
+    from connector.errors import MentorsyncError
+
+    try:
+        _run_demo(members, keep)
+    except (DemoStepError, MentorsyncError) as exc:
+        raise click.ClickException(f"the demo stopped: {exc}") from None
+
+
+def _run_demo(members: int, keep: bool) -> None:
+    """The demo's steps; a step that fails says which, then everything started is stopped."""
     from connector.cli.sandbox import write_config
     from connector.config import load_settings
     from connector.context import Context
-    from connector.engine.kind import SyncRequest, kinds
+    from connector.engine.kind import SyncRequest
+    from connector.registry import kinds
     from sandbox.moodle import MoodleSandbox
     from sandbox.salesforce import SalesforceSandbox
     from sandbox.seed import seed
 
     started = time.monotonic()
+    # The steps say what happens; the detail (ids and codes) goes to the log files.
+    logging.getLogger().setLevel(logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="mentorsync-demo-"))
     log_dir = work / "logs"
     log_dir.mkdir()
@@ -99,13 +158,19 @@ def demo(members: int, keep: bool) -> None:
                 "MENTORSYNC_SERVICE_INCREMENTAL_MINUTES": "60",
             }
             settings = load_settings(config, env=service_env)
-            console.print(f"  Salesforce {sf.url}  Moodle {moodle.url}  config {config}")
+            seeded = story.summary()
+            console.print(
+                f"  Salesforce: {seeded['members']:,} members, "
+                f"{seeded['participants']:,} of them in the programme"
+            )
+            console.print(f"  Moodle: {seeded['moodle_accounts']} account(s) made by hand")
+            console.print(f"  Salesforce: {sf.url}   Moodle: {moodle.url}")
 
         with _step("First member sync (full)", log_dir):
             ctx = Context(settings)
             first = kinds()["members"].run(ctx, SyncRequest(mode="full"))
             ctx.close()
-            console.print(f"  {first.counts}")
+            console.print(f"  {_in_words(first.counts)}", overflow="fold")
             if first.status not in {"ok", "failed_records"}:
                 raise DemoStepError(f"first sync {first.status}: {first.reason}")
 
@@ -133,12 +198,11 @@ def demo(members: int, keep: bool) -> None:
             sf.store.update("Contact", story.email_changer, {"Email": story.email_changer_new})
             sf.store.update("Contact", story.lapser, {"Member_Status__c": "Lapsed"})
             sf.store.update("Contact", story.joiner, {"Mentorship_Role__c": "Mentee"})
-            console.print(
-                f"  {story.email_changer}: email changed; {story.lapser}: lapsed; "
-                f"{story.joiner}: joined the programme"
-            )
+            console.print(f"  Contact {story.email_changer}: changed their email")
+            console.print(f"  Contact {story.lapser}: membership lapsed")
+            console.print(f"  Contact {story.joiner}: joined the programme as a mentee")
 
-        with _step("Waiting for Outbound Messages -> webhook -> worker -> Moodle", log_dir):
+        with _step("Waiting for Salesforce's messages to reach Moodle", log_dir):
             site = moodle.site
 
             def converged() -> bool:
@@ -169,10 +233,12 @@ def demo(members: int, keep: bool) -> None:
                 service.wait()
         sf.stop()
         moodle.stop()
-        if failed or keep:
+        if keep:
             console.print(f"Data and logs kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+            if failed:
+                console.print("To keep the data and logs of a failed demo: mentorsync demo --keep")
     console.print(f"[bold green]Demo finished in {time.monotonic() - started:.1f}s.[/]")
 
 
@@ -217,31 +283,29 @@ def _summary(settings: Any, sf: Any, moodle: Any, kept: Path | None, log_dir: Pa
     for run in runs[1:]:
         for key, value in (run.counts or {}).items():
             later[key] = later.get(key, 0) + int(value)
-    table = Table(title="Member sync: what happened")
+    table = Table(title="Member sync: what happened", title_justify="left")
     table.add_column("outcome")
     table.add_column("first sync", justify="right")
     table.add_column("after the changes", justify="right")
-    for key in (
-        "created", "updated", "suspended", "reactivated", "adopted", "conflicts", "rejected",
-        "failed",
-    ):
-        table.add_row(key, str(first.get(key, 0)), str(later.get(key, 0)))
+    for key, label in OUTCOMES:
+        table.add_row(label, f"{first.get(key, 0):,}", f"{later.get(key, 0):,}")
     console.print(table)
     console.print(
-        f"  runs: {len(runs)}, webhook notifications stored: {events}, failed records kept: "
-        f"{failed}\n  Moodle calls: {sum(moodle.calls.values())}, Salesforce calls: "
-        f"{sum(sf.calls.values())}"
+        f"  Change notices from Salesforce: {events}; member syncs run by the worker: "
+        f"{max(len(runs) - 1, 0)}\n"
+        f"  Records waiting for a retry: {failed}\n"
+        f"  API calls: Moodle {sum(moodle.calls.values()):,}, "
+        f"Salesforce {sum(sf.calls.values()):,}"
     )
     if kept is None:
         console.print(
-            "  Where to look: run `mentorsync demo --keep` to keep the state database and logs, "
-            "then `mentorsync --config <dir>/mentorsync.toml status`."
+            "  To look around afterwards: mentorsync demo --keep, then\n"
+            "  mentorsync --config <its folder>/mentorsync.toml status"
         )
     else:
-        console.print(
-            f"  Where to look: `mentorsync --config {kept / 'mentorsync.toml'} status`, "
-            f"service log {log_dir / 'service.log'}"
-        )
+        console.print("  To look around:")
+        console.print(f"    mentorsync --config {kept / 'mentorsync.toml'} status", soft_wrap=True)
+        console.print(f"    service log: {log_dir / 'service.log'}", soft_wrap=True)
 
 
 COMMANDS: list[click.Command] = [demo]

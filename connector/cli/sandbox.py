@@ -103,6 +103,14 @@ def sandbox_command(
             f"{data_dir} holds state for only one of the two sandboxes; remove the directory "
             "to start afresh"
         )
+    # Before anything starts or is saved: werkzeug would print its own message and exit, and
+    # stopping a half-started pair would save an empty state that the next start "resumes".
+    for option, port in (("--moodle-port", moodle_port), ("--salesforce-port", salesforce_port)):
+        if port and not port_free(port):
+            raise click.ClickException(
+                f"cannot listen on 127.0.0.1:{port}: the port is already in use; choose "
+                f"another {option} (0 = any free port)"
+            )
 
     stop = threading.Event()
 
@@ -111,9 +119,14 @@ def sandbox_command(
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        sf.start()
         try:
+            sf.start()
             moodle.start()
+        except (OSError, SystemExit) as exc:  # werkzeug exits when a port is taken meanwhile
+            _forget_state(sf, moodle)
+            _stop_quietly(sf, moodle)
+            raise click.ClickException(f"cannot start the sandboxes: {_why(exc)}") from None
+        try:
             if sf.has_state:
                 click.echo(f"Resumed the sandboxes' state from {data_dir}")
             else:
@@ -147,6 +160,37 @@ def sandbox_command(
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when ``host:port`` can be listened on now (as werkzeug binds: SO_REUSEADDR)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _forget_state(sf: SalesforceSandbox, moodle: MoodleSandbox) -> None:
+    # A pair that never listened must save nothing: stop() saves when a data dir is set.
+    sf.data_dir = None
+    moodle.data_dir = None
+
+
+def _stop_quietly(sf: SalesforceSandbox, moodle: MoodleSandbox) -> None:
+    for box in (moodle, sf):
+        try:
+            box.stop()
+        except OSError as exc:  # already half-closed: nothing more to release
+            click.echo(f"note: stopping a sandbox: {type(exc).__name__}", err=True)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return "a port is already in use"
 
 
 def _previous_moodle_port(config: Path) -> int:

@@ -1,11 +1,14 @@
-"""``mentorsync serve``, ``worker``, ``run`` and ``retry``: the long-running service.
+"""``mentorsync serve``, ``worker`` and ``run``: the long-running service.
 
 - ``serve``: the webhook service under gunicorn (bind from ``service.bind``).
 - ``worker``: the Huey consumer; runs the schedules only where ``service.scheduler`` is true
   (exactly one machine), or as ``--scheduler/--no-scheduler`` says.
 - ``run``: both, on one machine: the embedded default. ``serve`` and ``worker`` run as child
   processes; SIGTERM or SIGINT stops both cleanly, and if one dies the other is stopped too.
-- ``retry``: un-park failed records and requeue them.
+
+``--workers`` means one thing everywhere: threads of the worker executing tasks (``worker``,
+``run``). The web service's gunicorn processes are ``--processes`` (``serve``) and
+``--web-processes`` (``run``).
 """
 
 from __future__ import annotations
@@ -25,11 +28,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
-from sqlalchemy import or_, select
 
 from connector.config import Settings
 from connector.errors import ConfigError
-from connector.state.database import FailedRecord, StateDB, utcnow
+from connector.state.database import StateDB
 
 log = logging.getLogger(__name__)
 
@@ -139,18 +141,18 @@ def gunicorn_options(
 @click.command()
 @click.option("--bind", help="host:port to listen on (default: service.bind).")
 @click.option(
-    "--workers",
+    "--processes",
     type=click.IntRange(1, 64),
     default=2,
     show_default=True,
-    help="gunicorn worker processes.",
+    help="Web service processes (gunicorn workers).",
 )
 @click.option(
     "--threads",
     type=click.IntRange(1, 64),
     default=4,
     show_default=True,
-    help="Threads per worker process.",
+    help="Threads per web service process.",
 )
 @click.option(
     "--gunicorn-config",
@@ -159,13 +161,13 @@ def gunicorn_options(
 )
 @click.pass_obj
 def serve(
-    state: Any, bind: str | None, workers: int, threads: int, gunicorn_config: str | None
+    state: Any, bind: str | None, processes: int, threads: int, gunicorn_config: str | None
 ) -> None:
     """Run the webhook service (Outbound Messages, signed events, health) under gunicorn."""
-    settings: Settings = state.settings
+    settings: Settings = state.require(storage=True)
     from webhooks.app import create_app
 
-    options = gunicorn_options(settings, bind, workers, threads, gunicorn_config)
+    options = gunicorn_options(settings, bind, processes, threads, gunicorn_config)
     check_bind(options["bind"])
     prepare_storage(settings)
     run_gunicorn(lambda: create_app(settings), options)
@@ -190,7 +192,7 @@ def worker(state: Any, workers: int, scheduler: bool | None) -> None:
     """Run the background worker: drains the inbox, runs schedules and retries."""
     from connector.service.worker import Worker
 
-    settings: Settings = state.settings
+    settings: Settings = state.require("moodle", "salesforce")
     try:
         work = Worker(settings)
     except ConfigError as exc:
@@ -236,7 +238,13 @@ def _stop_children(children: Sequence[subprocess.Popen[bytes]]) -> None:
 
 
 @click.command("run")
-@click.option("--web-workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option(
+    "--web-processes",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="Web service processes (gunicorn workers).",
+)
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
@@ -245,10 +253,10 @@ def _stop_children(children: Sequence[subprocess.Popen[bytes]]) -> None:
     help="Worker threads executing tasks.",
 )
 @click.pass_context
-def run_all(ctx: click.Context, web_workers: int, workers: int) -> None:
+def run_all(ctx: click.Context, web_processes: int, workers: int) -> None:
     """Run web service, worker and scheduler together on this machine (the embedded default)."""
     state = ctx.obj
-    settings: Settings = state.settings  # validate before starting anything
+    settings: Settings = state.require("moodle", "salesforce")  # before starting anything
     check_bind(settings.service.bind, "choose another address in service.bind")
     prepare_storage(settings)
     verbose = bool(ctx.parent and ctx.parent.params.get("verbose"))
@@ -265,7 +273,7 @@ def run_all(ctx: click.Context, web_workers: int, workers: int) -> None:
     children: list[subprocess.Popen[bytes]] = []
     try:
         for args in (
-            ["serve", "--workers", str(web_workers)],
+            ["serve", "--processes", str(web_processes)],
             ["worker", "--workers", str(workers), scheduler],
         ):
             # preexec_fn is safe here: `run` has started no thread.
@@ -289,94 +297,4 @@ def run_all(ctx: click.Context, web_workers: int, workers: int) -> None:
     raise click.ClickException(f"a child process exited (code {code}); stopped the other")
 
 
-@click.command()
-@click.option("--all", "all_", is_flag=True, help="Every failed record, parked or not.")
-@click.option("--kind", help="Only records of this sync kind.")
-@click.argument("ids", nargs=-1)
-@click.pass_obj
-def retry(state: Any, all_: bool, kind: str | None, ids: tuple[str, ...]) -> None:
-    """Un-park failed records and retry them now.
-
-    IDS are failed-record numbers (as `mentorsync status` lists them) or record Ids. --all
-    also requeues inbox events that were given up on.
-    """
-    if all_ == bool(ids):
-        raise click.UsageError("give either --all or one or more IDS")
-    settings: Settings = state.settings
-    db = StateDB(settings.database_url)
-    try:
-        kinds_done, count, missing = requeue_failures(db, ids, all_, kind)
-        inbox_kinds: set[str] = set()
-        if all_:
-            from connector.state import inbox
-
-            inbox_kinds = inbox.requeue_failed(db)
-        _enqueue_retries(settings, db, kinds_done, inbox_kinds)
-    finally:
-        db.dispose()
-    for record in missing:
-        click.echo(f"not a failed record: {record}", err=True)
-    click.echo(
-        f"requeued {count} failed record(s)"
-        + (f" of {', '.join(sorted(kinds_done))}" if kinds_done else "")
-    )
-    if missing:
-        raise SystemExit(1)
-
-
-def requeue_failures(
-    db: StateDB, ids: Sequence[str], all_: bool, kind: str | None
-) -> tuple[set[str], int, list[str]]:
-    """Make failed records due now with a fresh attempt count; return (kinds, count, unknown ids).
-
-    An id that is all digits is a failed-record number, anything else a record Id.
-    """
-    now = utcnow()
-    kinds: set[str] = set()
-    missing: list[str] = []
-    count = 0
-    with db.session() as session:
-        query = select(FailedRecord)
-        if kind:
-            query = query.where(FailedRecord.kind == kind)
-        if not all_:
-            numbers = [int(i) for i in ids if i.isdigit()]
-            record_ids = [i for i in ids if not i.isdigit()]
-            query = query.where(
-                or_(FailedRecord.id.in_(numbers), FailedRecord.record_id.in_(record_ids))
-            )
-        rows = session.scalars(query).all()
-        found = {str(r.id) for r in rows} | {r.record_id for r in rows}
-        missing = [i for i in ids if i not in found]
-        for row in rows:
-            row.parked = False
-            row.attempts = 0
-            row.next_retry_at = now
-            kinds.add(row.kind)
-            count += 1
-    return kinds, count, missing
-
-
-def _enqueue_retries(
-    settings: Settings, db: StateDB, kinds: set[str], inbox_kinds: set[str]
-) -> None:
-    """Tell the worker now; if the queue is unreachable, the scheduler's next minute does."""
-    if not kinds and not inbox_kinds:
-        return
-    from connector.service.worker import Worker
-
-    try:
-        work = Worker(settings, db=db)
-        for name in sorted(kinds):
-            work.retry_task(name)
-        work.wake(sorted(inbox_kinds), delay=0)
-        work.close()
-    except Exception as exc:  # noqa: BLE001  (any queue backend error; the records are due anyway)
-        click.echo(
-            f"queue unreachable ({type(exc).__name__}); the scheduler will retry them "
-            "within a minute",
-            err=True,
-        )
-
-
-COMMANDS: list[click.Command] = [serve, worker, run_all, retry]
+COMMANDS: list[click.Command] = [serve, worker, run_all]

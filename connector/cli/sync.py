@@ -1,143 +1,232 @@
 """``mentorsync sync <kind>``: run one sync kind now, from the command line.
 
-The subcommands are made from :func:`connector.engine.kind.kinds` when the group is used, so a sync
-kind added later (pairs, progress) gets its command without changes here. Every kind takes the
-same options:
+The subcommands are made from the registered sync kinds when the group is used, so a sync kind
+added later (pairs, progress) gets its command without changes here. Every kind takes the same
+arguments and options:
 
-    mentorsync sync members [--full] [--ids ID ...] [--dry-run] [--allow-mass-change]
+    mentorsync sync members [ID]... [--full] [--dry-run [--only ACTION]...] [--show-names]
+                            [--allow-mass-change] [--json]
 
-Exit status: 0 when everything went through (or a dry run), 1 when some records failed, 2 when
-the run stopped (mass-change guard, configuration, budget, an outage).
+Record Ids are positional everywhere (``sync`` and ``retry`` alike). Exit status: 0 when
+everything went through (or a dry run), 1 when some records failed, 2 when the run stopped
+(mass-change guard, configuration, budget, an outage), 130 when interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from connector.clients.salesforce import soql
+from connector.cli import EXIT_INTERRUPTED
+from connector.cli.names import read_names, source_object
+from connector.cli.options import json_option
+from connector.cli.preflight import state_file
+from connector.cli.progress import ProgressReport
+from connector.cli.report import print_result, result_json
+from connector.config import Settings
 from connector.context import Context
-from connector.engine.kind import RunResult, SyncKind, SyncRequest, kinds
+from connector.engine import kind as engine_kind
+from connector.engine.kind import RunResult, SyncKind, SyncRequest
 
 EXIT_OK = 0
 EXIT_FAILED_RECORDS = 1
 EXIT_STOPPED = 2
 
 
+def _kinds() -> dict[str, SyncKind]:
+    try:
+        from connector.registry import kinds
+    except ImportError:  # before the composition root exists
+        from connector.engine.kind import kinds
+    return kinds()
+
+
 class KindsGroup(click.Group):
     """A group whose subcommands are the registered sync kinds."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(kinds())
+        """The kinds' names."""
+        return sorted(_kinds())
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        kind = kinds().get(cmd_name)
+        """The command of one kind."""
+        kind = _kinds().get(cmd_name)
         return make_command(cmd_name, kind) if kind is not None else None
 
 
 @click.group(name="sync", cls=KindsGroup)
 def sync_group() -> None:
-    """Run a sync now (members: Contacts -> Moodle users).
+    """Run one sync kind now (members: Contacts -> Moodle users; one command per kind).
 
     Without options a run is incremental: what changed since the last run. Exit status 1 when
-    records failed, 2 when the run stopped.
+    records failed, 2 when the run stopped, 130 when interrupted.
     """
 
 
 def make_command(name: str, kind: SyncKind) -> click.Command:
     """The ``mentorsync sync <name>`` command of one sync kind."""
 
-    @click.command(name=name, help=_help(name, kind))
+    @click.command(name=name, help=help_text(name, kind))
+    @click.argument("ids", nargs=-1, metavar="[ID]...")
     @click.option("--full", is_flag=True, help="Reconcile everything, not only what changed.")
     @click.option(
-        "--ids",
-        "ids",
-        multiple=True,
-        metavar="ID",
-        help="Only these record Ids (repeat, separate with commas, or list them after --ids).",
+        "--dry-run",
+        is_flag=True,
+        help="Print the plan, counted per action; change nothing in Moodle or Salesforce.",
     )
-    @click.argument("more_ids", nargs=-1, metavar="[ID]...")
-    @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing anywhere.")
+    @click.option(
+        "--only",
+        multiple=True,
+        metavar="ACTION",
+        help="With --dry-run: list only these actions (repeat: --only create --only suspend).",
+    )
+    @click.option(
+        "--show-names",
+        is_flag=True,
+        help="Show people's names beside the Ids, read from Salesforce for this print only.",
+    )
     @click.option(
         "--allow-mass-change",
         is_flag=True,
         help="Apply even when the run would suspend more than the configured share.",
     )
+    @json_option
     @click.pass_obj
     def command(
         app: Any,
-        full: bool,
         ids: tuple[str, ...],
-        more_ids: tuple[str, ...],
+        full: bool,
         dry_run: bool,
+        only: tuple[str, ...],
+        show_names: bool,
         allow_mass_change: bool,
+        as_json: bool,
     ) -> None:
-        if more_ids and not ids:
-            raise click.UsageError("record Ids go after --ids (e.g. --ids 003A... 003B...)")
-        wanted = tuple(
-            dict.fromkeys(i.strip() for v in (*ids, *more_ids) for i in v.split(",") if i.strip())
-        )
+        wanted = tuple(dict.fromkeys(i.strip() for v in ids for i in v.split(",") if i.strip()))
         if full and wanted:
-            raise click.UsageError("--full and --ids exclude each other")
-        if ids and not wanted:
-            raise click.UsageError("--ids needs at least one record Id")
-        bad = [i for i in wanted if not soql.is_id(i)]
+            raise click.UsageError("--full and record Ids exclude each other")
+        # The kind says what its ids look like (Salesforce Ids, Moodle user ids...).
+        ids_of = engine_kind.id_type(kind)
+        bad = ids_of.invalid(wanted)
         if bad:
-            raise click.UsageError(
-                f"not a Salesforce record Id (15 or 18 letters and digits): {bad[0]}"
-            )
+            raise click.UsageError(f"not {ids_of.label}: {bad[0]}")
+        if only and not dry_run:
+            raise click.UsageError("--only lists part of a plan: use it with --dry-run")
+        settings = app.require("moodle", "salesforce", storage=not dry_run)
         mode = "ids" if wanted else "full" if full else "incremental"
         request = SyncRequest(
             mode=mode, ids=wanted, dry_run=dry_run, allow_mass_change=allow_mass_change
         )
-        result = run_kind(app.settings, name, kind, request)
+        console = _console()
+        result = run_kind(settings, name, kind, request, console=console, quiet=as_json)
+        names = _names(settings, kind, result) if show_names else None
+        if as_json:
+            click.echo(result_json(kind, result, only=only, names=names))
+        else:
+            print_result(console, kind, result, only=only, names=names)
         sys.exit(exit_status(result))
 
     return command
 
 
-def _help(name: str, kind: SyncKind) -> str:
-    doc = (type(kind).__doc__ or "").strip().splitlines()
-    first = doc[0] if doc else f"The {name} sync."
+def help_text(name: str, kind: object) -> str:
+    """The command's help: the kind's whole first docstring paragraph, then the conventions."""
+    doc = inspect.cleandoc(type(kind).__doc__ or "")
+    first = " ".join(doc.split("\n\n")[0].split()) or f"The {name} sync."
     return (
         f"{first}\n\nIncremental by default (changed since the last run); --full reconciles "
-        "everything; --ids only the named records. --dry-run prints the plan and changes "
-        "nothing. Exit status: 0 ok, 1 records failed, 2 stopped."
+        "everything; IDs (Salesforce record Ids, separated by spaces or commas) only those "
+        "records. --dry-run prints the plan and changes nothing in Moodle or Salesforce; it "
+        "records one run marked 'dry run' in the state database (no cursor, no failed record), "
+        "and none at all when there is no state database yet. Exit status: 0 ok, 1 records "
+        "failed, 2 stopped, 130 interrupted."
     )
 
 
-def run_kind(settings: Any, name: str, kind: SyncKind, request: SyncRequest) -> RunResult:
-    """Run ``kind`` under its lock with a progress bar (on a terminal) and print the outcome."""
-    from connector.service.worker import lock_name
+@contextmanager
+def _dry_run_settings(settings: Settings, dry_run: bool) -> Iterator[Settings]:
+    """For a dry run without a state database yet: a throwaway one, so it leaves no trace."""
+    path = state_file(settings)
+    if not dry_run or path is None or path.exists():
+        yield settings
+        return
+    with tempfile.TemporaryDirectory(prefix="mentorsync-dry-run-") as scratch:
+        url = f"sqlite:///{Path(scratch) / 'mentorsync.db'}"
+        service = dataclasses.replace(settings.service, database_url=url)
+        yield dataclasses.replace(settings, service=service)
+
+
+def _lock_name(name: str) -> str:
+    try:
+        from connector.service.worker import lock_name
+    except ImportError:
+        return f"kind:{name}"
+    return str(lock_name(name))
+
+
+def run_kind(
+    settings: Settings,
+    name: str,
+    kind: SyncKind,
+    request: SyncRequest,
+    *,
+    console: Console | None = None,
+    quiet: bool = False,
+) -> RunResult:
+    """Run ``kind`` under its lock, with a progress bar on a terminal (plain lines otherwise).
+
+    Ctrl-C ends the command with exit status 130 and one line; the engine records the run as
+    interrupted.
+    """
     from connector.state import locks
 
-    console = _console()
-    ctx = Context(settings)
-    try:
+    console = console or _console()
+    with _dry_run_settings(settings, request.dry_run) as run_settings:
+        ctx = Context(run_settings)
         try:
             with (
-                locks.held(ctx.db, lock_name(name), settings.service.lock_ttl_seconds) as lease,
-                _ProgressBar(console) as hook,
+                locks.held(ctx.db, _lock_name(name), settings.service.lock_ttl_seconds) as lease,
+                ProgressReport(console if not quiet else _null_console(), name) as hook,
             ):
 
                 def progress(done: int, total: int | None) -> None:
                     lease.renew_if_due()
                     hook(done, total)
 
-                result = kind.run(ctx, request, progress)
+                return kind.run(ctx, request, progress)
         except locks.LockBusy:
             console.print(f"[bold red]another {name} run is in progress[/]; try again later")
             sys.exit(EXIT_STOPPED)
+        except KeyboardInterrupt:
+            click.echo(
+                f"\n{name}: interrupted (Ctrl-C); a run that had started is "
+                "recorded as interrupted, and the next one starts from the last saved cursor",
+                err=True,
+            )
+            sys.exit(EXIT_INTERRUPTED)
+        finally:
+            ctx.close()
+
+
+def _names(settings: Settings, kind: SyncKind, result: RunResult) -> dict[str, str]:
+    """Names of the records the plan lists, read from Salesforce now (never stored)."""
+    ids: Sequence[str] = [record for _, record, _ in result.plan]
+    if not ids:
+        return {}
+    ctx = Context(settings)
+    try:
+        return read_names(ctx.salesforce, source_object(kind, settings), ids)
     finally:
         ctx.close()
-    print_result(console, result)
-    return result
 
 
 def _console() -> Console:
@@ -146,79 +235,18 @@ def _console() -> Console:
     return console if console.is_terminal else Console(highlight=False, width=200)
 
 
-class _ProgressBar:
-    """A rich progress bar when stdout is a terminal; a no-op hook otherwise."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.bar: Progress | None = None
-        self.task: Any = None
-        self.total: int | None = None
-
-    def __enter__(self) -> Callable[[int, int | None], None]:
-        if self.console.is_terminal:
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=self.console,
-                transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("reading", total=None)
-        return self.update
-
-    def update(self, done: int, total: int | None) -> None:
-        if self.bar is None:
-            return
-        if total != self.total:
-            # Reading has no known total; applying has one.
-            self.total = total
-            self.bar.update(self.task, description="applying" if total else "reading")
-        self.bar.update(self.task, completed=done, total=total)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+def _null_console() -> Console:
+    # --json: stdout holds the JSON only; progress goes to stderr as plain lines.
+    return Console(file=sys.stderr, force_terminal=False, highlight=False)
 
 
 def exit_status(result: RunResult) -> int:
     """0 ok or dry run, 1 records failed, 2 stopped or error."""
-    if result.status in ("stopped", "error"):
-        return EXIT_STOPPED
+    if result.status in ("stopped", "error", "interrupted"):
+        return EXIT_INTERRUPTED if result.status == "interrupted" else EXIT_STOPPED
     if result.status == "failed_records" or result.failed:
         return EXIT_FAILED_RECORDS
     return EXIT_OK
-
-
-def print_result(console: Console, result: RunResult) -> None:
-    """The plan (dry run) and the summary table of a run."""
-    if result.plan:
-        plan = Table(title=f"Plan ({result.kind})", title_justify="left")
-        plan.add_column("action")
-        plan.add_column("record")
-        plan.add_column("details", overflow="fold")
-        for action, record_id, details in result.plan:
-            plan.add_row(action, record_id, details)
-        console.print(plan)
-    elif result.status == "dry_run":
-        console.print("Plan: nothing to do.")
-    summary = Table(title=f"{result.kind} run {result.run_id or ''}".strip(), title_justify="left")
-    summary.add_column("outcome")
-    summary.add_column("records", justify="right")
-    for key, value in sorted(result.counts.items()):
-        summary.add_row(key, str(value))
-    console.print(summary)
-    style = {"ok": "green", "dry_run": "cyan", "failed_records": "yellow"}.get(
-        result.status, "bold red"
-    )
-    line = f"status: [{style}]{result.status}[/]"
-    if result.reason:
-        line += f" ({result.reason})"
-    console.print(line, soft_wrap=True)
-    if result.failed:
-        console.print("Failed records: see `mentorsync status`.")
 
 
 COMMANDS: list[click.Command] = [sync_group]

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from connector.config import Settings
 from connector.errors import (
+    ConfigError,
     MentorsyncError,
     MoodleConfigurationError,
     MoodleError,
@@ -70,6 +72,15 @@ def required_salesforce_fields(settings: Settings) -> dict[str, set[str]]:
     return needed
 
 
+def config_check(system: str, exc: ConfigError) -> Check:
+    """A failed check for a configuration mistake: names the key, says where to set it."""
+    env = "MENTORSYNC_" + exc.key.replace(".", "_").upper()
+    return Check(
+        system, "configuration", "fail", str(exc),
+        f"set {exc.key} in the config file (or {env}, or {env}_FILE for a secret)",
+    )
+
+
 def check_moodle(settings: Settings, moodle: Any) -> list[Check]:
     """Moodle: reachable, site and version, functions in the service, courses and activities."""
     from connector.clients.moodle.client import missing_functions
@@ -81,6 +92,8 @@ def check_moodle(settings: Settings, moodle: Any) -> list[Check]:
         fix = exc.hint or "check moodle.token and that web services and REST are enabled"
         detail = f"Moodle refused the token ({exc.errorcode})"
         return [Check("moodle", "login", "fail", detail, fix)]
+    except ConfigError as exc:
+        return [config_check("moodle", exc)]
     except MentorsyncError as exc:
         return [
             Check(
@@ -95,6 +108,7 @@ def check_moodle(settings: Settings, moodle: Any) -> list[Check]:
             f"as user id {info.get('userid', '?')}",
         )
     )
+    checks.append(_check_max_input_vars(moodle, info))
     missing = missing_functions(info)
     if missing:
         checks.extend(
@@ -138,6 +152,31 @@ def check_moodle(settings: Settings, moodle: Any) -> list[Check]:
         )
     )
     return checks
+
+
+def _check_max_input_vars(moodle: Any, info: dict[str, Any]) -> Check:
+    """PHP's real max_input_vars against moodle.max_input_vars: PHP drops fields past it silently.
+
+    A probe (``check_max_input_vars``): one lookup of the integration user when the setting
+    holds, a binary search for the real limit when it does not.
+    """
+    from connector.clients.moodle.client import check_max_input_vars
+
+    try:
+        limit = check_max_input_vars(moodle, int(info["userid"]))
+    except ConfigError as exc:
+        return Check(
+            "moodle", "max_input_vars", "fail", exc.problem,
+            "set moodle.max_input_vars to what PHP has, or raise max_input_vars in the Moodle "
+            "server's php.ini",
+        )
+    except (MoodleError, KeyError, TypeError, ValueError) as exc:
+        code = getattr(exc, "errorcode", type(exc).__name__)
+        return Check("moodle", "max_input_vars", "fail", f"the probe failed ({code})")
+    return Check(
+        "moodle", "max_input_vars", "ok",
+        f"a call of {limit.value} form fields arrives whole (moodle.max_input_vars)",
+    )
 
 
 def _key_for(label: str) -> str:
@@ -187,6 +226,8 @@ def check_salesforce(settings: Settings, salesforce: Any) -> list[Check]:
                 "salesforce.domain",
             )
         ]
+    except ConfigError as exc:  # a setting the grant needs: not a network problem
+        return [config_check("salesforce", exc)]
     except MentorsyncError as exc:
         return [
             Check(
@@ -247,9 +288,50 @@ def _check_object(salesforce: Any, obj: str, fields: Iterable[str]) -> list[Chec
     ]
 
 
+# The SFDX metadata an admin deploys (deploy/salesforce), present in a checkout or an editable
+# install; a wheel does not carry it.
+SALESFORCE_METADATA = (
+    Path(__file__).resolve().parents[2] / "deploy" / "salesforce" / "force-app" / "main" / "default"
+)
+
+
+def check_metadata(settings: Settings, root: Path = SALESFORCE_METADATA) -> list[Check]:
+    """Custom fields the configuration names that ``deploy/salesforce`` does not define.
+
+    A note, not a failure: an org may have its own fields under those names, but deploying the
+    metadata will not create them. Standard fields (no ``__c``) are never in the metadata.
+    """
+    objects = root / "objects"
+    if not objects.is_dir():
+        return [Check("salesforce", "metadata", "note", f"not found at {root}; not compared")]
+    defined = {
+        f"{folder.name}.{path.name.removesuffix('.field-meta.xml')}".lower()
+        for folder in objects.iterdir()
+        for path in (folder / "fields").glob("*.field-meta.xml")
+    }
+    checks = [
+        Check(
+            "salesforce", f"metadata {obj}.{name}", "note",
+            "named by the configuration but not defined in deploy/salesforce",
+            f"add objects/{obj}/fields/{name}.field-meta.xml and its permission to "
+            "deploy/salesforce, or create the field in the org yourself",
+        )
+        for obj, fields in sorted(required_salesforce_fields(settings).items())
+        for name in sorted(fields)
+        if name.endswith("__c") and f"{obj}.{name}".lower() not in defined
+    ]
+    return checks or [
+        Check("salesforce", "metadata", "ok", "deploy/salesforce defines every custom field named")
+    ]
+
+
 def run_doctor(settings: Settings, moodle: Any, salesforce: Any) -> list[Check]:
     """Every check, Moodle first."""
-    return check_moodle(settings, moodle) + check_salesforce(settings, salesforce)
+    return (
+        check_moodle(settings, moodle)
+        + check_salesforce(settings, salesforce)
+        + check_metadata(settings)
+    )
 
 
 def healthy(checks: Iterable[Check]) -> bool:

@@ -23,9 +23,15 @@ from connector.errors import ConfigError
 QUEUE_NAME = "mentorsync"
 
 
-def make_huey(url: str, *, name: str = QUEUE_NAME) -> Huey:
-    """Build the Huey instance for ``url``; raise :class:`ConfigError` naming the setting."""
-    scheme = urlparse(url).scheme.lower()
+def make_huey(url: str, *, name: str = QUEUE_NAME, blocking: bool = True) -> Huey:
+    """Build the Huey instance for ``url``; raise :class:`ConfigError` naming the setting.
+
+    ``blocking`` (PostgreSQL and Redis): a consumer's read waits for a task (LISTEN/NOTIFY,
+    BRPOP) instead of polling; tests that drain a queue by hand pass False.
+    """
+    # "postgresql+psycopg://" is how SQLAlchemy spells the state database's URL; accept the
+    # same spelling for the queue, so that one URL can serve both.
+    scheme = urlparse(url).scheme.lower().split("+", 1)[0]
     # Results are never read (tasks report through the state database); storing them would
     # grow the queue's key-value table without bound.
     common = {"name": name, "results": False, "utc": True}
@@ -47,7 +53,7 @@ def make_huey(url: str, *, name: str = QUEUE_NAME) -> Huey:
         # No connection at construction (a web process must start while PostgreSQL is down);
         # the worker creates the tables at start (init_schema).
         return PostgresHuey(
-            dsn=url.replace("postgres://", "postgresql://", 1), create_tables=False, **common
+            dsn=libpq_url(url), create_tables=False, blocking=blocking, **common
         )
     if scheme in {"redis", "rediss"}:
         try:
@@ -58,13 +64,21 @@ def make_huey(url: str, *, name: str = QUEUE_NAME) -> Huey:
             ) from None
         from huey import RedisHuey
 
-        return RedisHuey(url=url, **common)
+        return RedisHuey(url=url, blocking=blocking, **common)
     if scheme == "memory":
         return MemoryHuey(**common)
     raise ConfigError(
         "service.queue_url",
         f"unknown scheme {scheme or '(none)'!r}: use sqlite:///, postgresql://, redis://",
     )
+
+
+def libpq_url(url: str) -> str:
+    """``url`` as libpq takes it: ``postgresql://``, without a SQLAlchemy ``+driver``."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower().split("+", 1)[0] in {"postgresql", "postgres"}:
+        return f"postgresql://{rest}"
+    return url
 
 
 def ping(huey: Huey) -> int:

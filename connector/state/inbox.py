@@ -14,10 +14,12 @@ requeues them with ``mentorsync retry --all``).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy.exc import DBAPIError
 
 from connector.state.database import InboxEvent, StateDB, utcnow
 
@@ -55,14 +57,42 @@ def _chunks(items: Sequence[object], size: int = _CHUNK) -> Iterable[Sequence[ob
         yield items[start : start + size]
 
 
-# Built once: composing these expressions cost more CPU than the database's work per delivery.
-_EXISTING = select(InboxEvent.dedup_key, InboxEvent.record_id, InboxEvent.modstamp).where(
-    or_(
-        InboxEvent.dedup_key.in_(bindparam("keys", expanding=True)),
-        InboxEvent.record_id.in_(bindparam("ids", expanding=True)),
-    )
+# The whole batch is ONE statement: every notice of it as one parameter (a JSON array on SQLite,
+# column arrays on PostgreSQL), so that the statement text, and on PostgreSQL its server-side
+# prepared plan, is the same for any batch size. The database skips what it already holds: a
+# stored ``dedup_key`` (ON CONFLICT) and a stored change of the same record with the same
+# SystemModstamp (NOT EXISTS, through ix_inbox_record_modstamp). RETURNING says what was new.
+# Run on the driver's own cursor: SQLAlchemy's statement machinery cost as much CPU as the
+# database's work here (bench/webhooks.py).
+_SQLITE_INSERT = """
+INSERT INTO inbox
+    (dedup_key, source, kind, object, record_id, modstamp, received_at, status, attempts)
+SELECT n.value ->> 0, n.value ->> 1, n.value ->> 2, n.value ->> 3, n.value ->> 4, n.value ->> 5,
+       ?, 'pending', 0
+FROM json_each(?) AS n
+WHERE n.value ->> 5 IS NULL OR NOT EXISTS (
+    SELECT 1 FROM inbox AS i WHERE i.record_id = n.value ->> 4 AND i.modstamp = n.value ->> 5
 )
-_INSERT = insert(InboxEvent)
+ON CONFLICT (dedup_key) DO NOTHING
+RETURNING dedup_key
+"""
+_POSTGRES_INSERT = """
+INSERT INTO inbox
+    (dedup_key, source, kind, object, record_id, modstamp, received_at, status, attempts)
+SELECT n.dedup_key, n.source, n.kind, n.object, n.record_id, n.modstamp, %s, 'pending', 0
+FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[],
+            %s::varchar[]) AS n(dedup_key, source, kind, object, record_id, modstamp)
+WHERE n.modstamp IS NULL OR NOT EXISTS (
+    SELECT 1 FROM inbox AS i WHERE i.record_id = n.record_id AND i.modstamp = n.modstamp
+)
+ON CONFLICT (dedup_key) DO NOTHING
+RETURNING dedup_key
+"""
+
+
+def insert_statement(dialect: str) -> str:
+    """The one statement :func:`store_batch` runs, for ``sqlite`` or ``postgresql``."""
+    return _SQLITE_INSERT if dialect == "sqlite" else _POSTGRES_INSERT
 
 
 def store(db: StateDB, notices: Sequence[Notice]) -> StoreResult:
@@ -70,11 +100,12 @@ def store(db: StateDB, notices: Sequence[Notice]) -> StoreResult:
 
     A notice is a duplicate when its ``dedup_key`` is already stored, or (for notices that carry
     a ``modstamp``) when the same record with the same ``SystemModstamp`` is: one change reported
-    by two messages. Returns only after the rows are committed; database errors propagate (the
-    caller answers 503 and nothing of this delivery is stored).
+    by two messages. Returns only after the rows are committed; database errors propagate as
+    :class:`~sqlalchemy.exc.SQLAlchemyError` (the caller answers 503 and nothing of this
+    delivery is stored).
 
     Concurrent calls in one process are group-committed (:mod:`connector.state.inbox_writer`):
-    one transaction, and one fsync, for every delivery that arrived while the previous commit was
+    one statement, and one fsync, for every delivery that arrived while the previous commit was
     being written, instead of one each, contending for the database's write lock.
     """
     from connector.state.inbox_writer import writer_for
@@ -83,72 +114,84 @@ def store(db: StateDB, notices: Sequence[Notice]) -> StoreResult:
 
 
 def store_batch(conn: Connection, batch: Sequence[Sequence[Notice]]) -> list[StoreResult]:
-    """Store several deliveries in the caller's transaction on ``conn``; one result each.
+    """Store several deliveries with one statement on ``conn``; one result each.
 
-    Deliveries are taken in order, so a notification in two deliveries of one batch is stored
-    by the first and counted as a duplicate by the second, exactly as if they had been stored
-    one after the other. Raises :class:`~sqlalchemy.exc.IntegrityError` when another process
-    committed one of the rows meanwhile (the caller retries the batch, which then skips it).
+    On PostgreSQL ``conn`` is in autocommit (the statement is its own transaction: one round
+    trip); on SQLite the caller has begun the transaction and commits it. Deliveries are taken
+    in order, so a notification in two deliveries of one batch is stored by the first and
+    counted as a duplicate by the second, exactly as if they had been stored one after the
+    other. Driver errors are raised as SQLAlchemy's (``OperationalError``, ...).
+
+    Between processes, the unique ``dedup_key`` makes a notification stored twice at once end
+    as one row. The same-change check has no constraint behind it: on PostgreSQL, two processes
+    storing one change under two different keys at the same moment may both store it, and the
+    record is then reconciled twice (harmless: runs are idempotent). On SQLite writers take
+    turns, so it cannot happen there.
     """
-    # SQLAlchemy Core on one connection, not the ORM: this is the hot path of every webhook,
-    # and the ORM's unit of work costs several times the database's own work here.
     keys: set[str] = set()
-    changed: set[str] = set()
-    for notices in batch:
-        for notice in notices:
-            keys.add(notice.dedup_key)
-            if notice.modstamp:
-                changed.add(notice.record_id)
-    seen_keys, seen_changes = _existing(conn, sorted(keys), sorted(changed))
-    now = utcnow()
-    results: list[StoreResult] = []
-    new_rows: list[dict[str, object]] = []
-    for notices in batch:
-        result = StoreResult()
+    changes: set[tuple[str, str]] = set()
+    candidates: list[list[Notice]] = []
+    rows: list[Notice] = []
+    results = [StoreResult() for _ in batch]
+    for result, notices in zip(results, batch, strict=True):
+        mine: list[Notice] = []
         for notice in notices:
             change = (notice.record_id, notice.modstamp) if notice.modstamp else None
-            if notice.dedup_key in seen_keys or (change and change in seen_changes):
+            if notice.dedup_key in keys or (change is not None and change in changes):
                 result.duplicates += 1
                 continue
-            seen_keys.add(notice.dedup_key)
-            if change:
-                seen_changes.add(change)
-            new_rows.append(
-                {
-                    "dedup_key": notice.dedup_key,
-                    "source": notice.source,
-                    "kind": notice.kind,
-                    "object": notice.object,
-                    "record_id": notice.record_id,
-                    "modstamp": notice.modstamp,
-                    "received_at": now,
-                    "status": "pending",
-                    "attempts": 0,
-                }
-            )
-            result.stored += 1
-            result.kinds.add(notice.kind)
-        results.append(result)
-    if new_rows:
-        conn.execute(_INSERT, new_rows)
+            keys.add(notice.dedup_key)
+            if change is not None:
+                changes.add(change)
+            mine.append(notice)
+        candidates.append(mine)
+        rows.extend(mine)
+    stored = _insert_new(conn, rows) if rows else set()
+    for result, mine in zip(results, candidates, strict=True):
+        for notice in mine:
+            if notice.dedup_key in stored:
+                result.stored += 1
+                result.kinds.add(notice.kind)
+            else:
+                result.duplicates += 1
     return results
 
 
-def _existing(
-    conn: Connection, keys: Sequence[str], changed_ids: Sequence[str]
-) -> tuple[set[str], set[tuple[str, str]]]:
-    """Dedup keys already stored, and the ``(record, SystemModstamp)`` changes already stored."""
-    existing: set[str] = set()
-    known_changes: set[tuple[str, str]] = set()
-    for start in range(0, max(len(keys), len(changed_ids)), _CHUNK):
-        key_chunk = keys[start : start + _CHUNK]
-        id_chunk = changed_ids[start : start + _CHUNK]
-        rows = conn.execute(_EXISTING, {"keys": key_chunk, "ids": id_chunk})
-        for key, record_id, modstamp in rows:
-            existing.add(key)
-            if modstamp is not None:
-                known_changes.add((record_id, modstamp))
-    return existing, known_changes
+def _insert_new(conn: Connection, rows: Sequence[Notice]) -> set[str]:
+    """Insert ``rows`` (no two with one key or change) unless stored; return the new keys."""
+    now = utcnow().replace(tzinfo=None)  # the state database keeps naive UTC (UTCDateTime)
+    dialect = conn.dialect
+    params: tuple[object, ...]
+    if dialect.name == "sqlite":
+        values = [[n.dedup_key, n.source, n.kind, n.object, n.record_id, n.modstamp] for n in rows]
+        # The text form SQLAlchemy's SQLite DateTime stores (and compares as text).
+        params = (now.strftime("%Y-%m-%d %H:%M:%S.%f"), json.dumps(values))
+    else:
+        params = (
+            now,
+            [n.dedup_key for n in rows],
+            [n.source for n in rows],
+            [n.kind for n in rows],
+            [n.object for n in rows],
+            [n.record_id for n in rows],
+            [n.modstamp for n in rows],
+        )
+    statement = insert_statement(dialect.name)
+    driver = conn.connection.driver_connection
+    assert driver is not None  # a live connection checked out by the caller
+    try:
+        cursor = driver.cursor()
+        try:
+            cursor.execute(statement, params)
+            return {row[0] for row in cursor.fetchall()}
+        finally:
+            cursor.close()
+    except dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy would raise it, so that callers handle one family of errors.
+        raise DBAPIError.instance(
+            statement, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+            dialect=dialect,
+        ) from exc
 
 
 @dataclass(frozen=True)

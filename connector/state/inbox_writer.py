@@ -28,14 +28,14 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 
 from connector.state.database import StateDB
 from connector.state.inbox import Notice, StoreResult, store_batch
@@ -161,35 +161,37 @@ class InboxWriter:
         stats.transaction_seconds += transaction
 
     def _commit(self, db: StateDB, batch: list[Sequence[Notice]]) -> list[StoreResult]:
-        try:
-            return self._transaction(db, batch)
-        except IntegrityError:
-            # Another process committed one of these notifications first; a second pass
-            # sees its rows and counts them as duplicates.
-            return self._transaction(db, batch)
-
-    def _transaction(self, db: StateDB, batch: list[Sequence[Notice]]) -> list[StoreResult]:
         # The writer keeps its connection while it runs: a checkout per batch (with the pool's
         # pre-ping on PostgreSQL) was one more round trip per transaction.
         if self._conn is None:
-            self._conn = db.engine.connect()
+            conn = db.engine.connect()
+            if not self._sqlite:
+                # The batch is one INSERT: in autocommit it is its own transaction, one round
+                # trip instead of three (BEGIN with the statement, the statement, COMMIT).
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+            self._conn = conn
         conn = self._conn
         try:
-            if self._sqlite:
-                _begin_immediate(conn)
+            if not self._sqlite:
+                return store_batch(conn, batch)
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            # pysqlite would begin a deferred transaction at the INSERT; BEGIN IMMEDIATE takes
+            # the write lock up front, so the statement never fails to upgrade a read lock that
+            # another connection's commit made stale (SQLITE_BUSY_SNAPSHOT, not retried).
+            _driver_call(conn, "BEGIN IMMEDIATE", lambda: driver.execute("BEGIN IMMEDIATE"))
             results = store_batch(conn, batch)
-            conn.commit()
+            _driver_call(conn, "COMMIT", driver.commit)
+            return results
         except BaseException:
-            # Discard the connection: closing it rolls back whatever the failed commit left
-            # open. (After a commit that failed, SQLAlchemy no longer counts the transaction
-            # as open, and would hand the connection back to the pool with the batch's rows
-            # still in it, uncommitted but visible to its next user.) The next batch connects
-            # anew, which also gets over a server restart.
+            # Discard the connection: closing it rolls back whatever the failed batch left
+            # open (SQLAlchemy does not know of the transaction begun on the driver, and would
+            # hand the connection back to the pool with it still open). The next batch
+            # connects anew, which also gets over a server restart.
             self._conn = None
             conn.invalidate()
             conn.close()
             raise
-        return results
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -211,11 +213,15 @@ class InboxWriter:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
 
-def _begin_immediate(conn: Connection) -> None:
-    # pysqlite would begin a deferred transaction at the first INSERT; beginning it here, before
-    # the duplicate check, takes the write lock up front (SQLAlchemy only tracks the transaction,
-    # the driver sees BEGIN IMMEDIATE and issues no BEGIN of its own).
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+def _driver_call(conn: Connection, statement: str, call: Callable[[], object]) -> None:
+    """Run ``call`` on the driver, raising its errors as SQLAlchemy's (as ``store_batch`` does)."""
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        call()
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(
+            statement, None, exc, dbapi.Error, hide_parameters=True, dialect=conn.dialect
+        ) from exc
 
 
 _writers: weakref.WeakKeyDictionary[StateDB, tuple[int, InboxWriter]] = weakref.WeakKeyDictionary()

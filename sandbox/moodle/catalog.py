@@ -156,6 +156,9 @@ COMPLETION_CRITERIA: dict[int, tuple[int, ...]] = {2: (2,), 3: (4, 5, 6, 7, 8, 9
 INTEGRATION_SERVICE = "mentorsync"
 SELF_SERVICE = "selfservice"
 
+# Functions of the local_mentorsync plugin (deploy/moodle/local_mentorsync/db/services.php).
+PLUGIN_FUNCTIONS: tuple[str, ...] = ("local_mentorsync_get_completions",)
+
 # The "Mentorship sync" service, in the order the real site lists it.
 SERVICE_FUNCTIONS: dict[str, tuple[str, ...]] = {
     INTEGRATION_SERVICE: (
@@ -196,6 +199,9 @@ SERVICE_FUNCTIONS: dict[str, tuple[str, ...]] = {
         "core_cohort_delete_cohorts",
         "core_course_get_course_module",
         "core_course_get_categories",
+        # The mentorsync plugin's function: listed (and callable) only while the site has the
+        # plugin installed (``Site.plugin_installed``); otherwise Moodle knows no such function.
+        *PLUGIN_FUNCTIONS,
     ),
     # What a participant's own token may call (the lab's self-service service).
     SELF_SERVICE: (
@@ -228,6 +234,7 @@ OTHER_KNOWN_FUNCTIONS = frozenset(
         "core_group_create_groupings",
         "core_user_update_picture",
         "core_user_get_users_by_id",
+        "core_course_get_course_module_by_instance",
         "core_enrol_get_enrolled_users_with_capability",
         "core_completion_mark_course_self_completed",
         "core_message_send_instant_messages",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox.moodle import catalog, shapes
-from sandbox.moodle.site import Site
+from sandbox.moodle.site import Site, now
 from sandbox.moodle.wire import (
     ACCESS_EXCEPTION,
     ALPHA,
@@ -26,6 +26,7 @@ from sandbox.moodle.wire import (
     DEFAULT,
     INT,
     LANG,
+    MISSING_RECORD,
     NOTAGS,
     OPTIONAL,
     RAW,
@@ -34,6 +35,7 @@ from sandbox.moodle.wire import (
     TEXT,
     TIMEZONE,
     USERNAME,
+    WRITE_EXCEPTION,
     MoodleError,
     Multiple,
     Single,
@@ -141,11 +143,27 @@ def get_course(courseid: int) -> catalog.Course:
 
 
 def get_module(cmid: int) -> catalog.Module:
-    """``get_coursemodule_from_id`` (MUST_EXIST)."""
+    """``context_module::instance($cmid)`` (MUST_EXIST), how the completion functions start.
+
+    ``get_record('course_modules', ...)`` names its table, which dml_missing_record_exception
+    turns into ``invalidcoursemodule`` (lib/dmllib.php).
+    """
     module = catalog.MODULES.get(cmid)
     if module is None:
-        raise missing_record("course_modules", cmid)
+        raise MoodleError(
+            MISSING_RECORD,
+            "invalidcoursemodule",
+            "Invalid course module ID",
+            query_debuginfo("course_modules", "id", cmid),
+        )
     return module
+
+
+def missing_unknown_table(debuginfo: str) -> MoodleError:
+    """A MUST_EXIST ``get_record_sql`` miss: no table name, so ``invalidrecordunknown``."""
+    return MoodleError(
+        MISSING_RECORD, "invalidrecordunknown", "Can't find data record in database.", debuginfo
+    )
 
 
 def get_user(site: Site, uid: int) -> dict[str, Any]:
@@ -220,6 +238,23 @@ def _custom(rows: list[dict[str, str]] | None) -> dict[str, str]:
     return {r["type"]: r["value"] for r in rows or [] if r["type"] in catalog.PROFILE_FIELDS}
 
 
+_AMPERSAND = re.compile(r"&(?![a-zA-Z0-9#]{1,8};)")
+
+
+def format_string(text: str) -> str:
+    """Moodle's ``format_string`` with the default settings (lib/classes/formatting.php).
+
+    Ampersands not starting an entity become ``&amp;`` (``replace_ampersands_not_followed_by_
+    entity``, lib/weblib.php), tags are stripped (formatstringstriptags is on by default) and a
+    stray ``<`` or ``>`` left over is escaped.
+    """
+    if text == "":
+        return ""
+    text = _AMPERSAND.sub("&amp;", text)
+    text = re.sub(r"<[^>]*>", "", text)
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
 # ----------------------------------------------------------------------------- site info
 
 
@@ -243,6 +278,7 @@ def site_info(site: Site, caller: Caller, params: dict[str, Any]) -> dict[str, A
         "functions": [
             {"name": name, "version": catalog.FUNCTION_VERSIONS.get(name, catalog.VERSION)}
             for name in catalog.SERVICE_FUNCTIONS[caller.service]
+            if site.plugin_installed or name not in catalog.PLUGIN_FUNCTIONS
         ],
         "downloadfiles": 0,
         "uploadfiles": 0,
@@ -620,16 +656,38 @@ def get_contents(site: Site, caller: Caller, params: dict[str, Any]) -> list[dic
     return shapes.course_contents(site, course, caller.userid, privileged)
 
 
-@function("core_course_get_course_module", cmid=Value(INT))
-def get_course_module(site: Site, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
-    """One course module, with its idnumber (which course contents leave out)."""
-    m = get_module(params["cmid"])
+def course_module_answer(site: Site, caller: Caller, m: catalog.Module) -> dict[str, Any]:
+    """``core_course_external::get_course_module`` (course/externallib.php, Moodle 4.5).
+
+    With moodle/course:manageactivities (the integration user, a course's editing teacher) the
+    whole cm row in the return description's order, ``idnumber`` included; anyone else gets
+    the safe subset, without ``idnumber``. ``validate_context`` needs course access first.
+    """
+    require_course_access(site, caller, m.course)
     section = catalog.SECTIONS[m.section]
+    module_type = 9 if m.modname == "forum" else 15
+    manager = caller.integration or 3 in site.course_roles(m.course, caller.userid)
+    if not manager:
+        cm = {
+            "id": m.id,
+            "course": m.course,
+            "module": module_type,
+            "name": m.name,
+            "modname": m.modname,
+            "instance": m.instance,
+            "section": section.id,
+            "sectionnum": section.section,
+            "groupmode": 0,
+            "groupingid": 0,
+            "completion": m.completion,
+            "downloadcontent": 1,
+        }
+        return {"cm": cm, "warnings": []}
     return {
         "cm": {
             "id": m.id,
             "course": m.course,
-            "module": 9 if m.modname == "forum" else 15,
+            "module": module_type,
             "name": m.name,
             "modname": m.modname,
             "instance": m.instance,
@@ -655,6 +713,49 @@ def get_course_module(site: Site, caller: Caller, params: dict[str, Any]) -> dic
         },
         "warnings": [],
     }
+
+
+@function("core_course_get_course_module", cmid=Value(INT))
+def get_course_module(site: Site, caller: Caller, params: dict[str, Any]) -> dict[str, Any]:
+    """One course module, with its idnumber (which course contents leave out).
+
+    A missing cmid fails in ``get_coursemodule_from_id``'s first query, a ``get_field_sql``
+    without a table name: ``invalidrecordunknown`` (lib/datalib.php, lib/dmllib.php).
+    """
+    m = catalog.MODULES.get(params["cmid"])
+    if m is None:
+        raise missing_unknown_table(query_debuginfo("course_modules", "cm.id", params["cmid"]))
+    return course_module_answer(site, caller, m)
+
+
+_MODULE_NAMES = frozenset(
+    {"assign", "book", "forum", "label", "page", "quiz", "resource", "url", "lesson", "feedback"}
+)
+
+
+@function(
+    "core_course_get_course_module_by_instance", module=Value(ALPHANUMEXT), instance=Value(INT)
+)
+def get_course_module_by_instance(
+    site: Site, caller: Caller, params: dict[str, Any]
+) -> dict[str, Any]:
+    """The cm of (module name, instance id); then the same answer as get_course_module.
+
+    course/externallib.php: ``get_coursemodule_from_instance($module, $instance, 0, false,
+    MUST_EXIST)``; an unknown module name is a coding_exception, an unknown instance a
+    ``get_record_sql`` miss (``invalidrecordunknown``). Not in the lab's "Mentorship sync"
+    service (recording 01), so there it answers ``accessexception``.
+    """
+    name, instance = params["module"], params["instance"]
+    if name not in _MODULE_NAMES:
+        raise coding_error("Invalid modulename parameter")
+    m = next(
+        (x for x in catalog.MODULES.values() if x.modname == name and x.instance == instance),
+        None,
+    )
+    if m is None:
+        raise missing_unknown_table(query_debuginfo(name, "m.id", instance))
+    return course_module_answer(site, caller, m)
 
 
 @function(
@@ -766,20 +867,82 @@ def unenrol_users(site: Site, caller: Caller, params: dict[str, Any]) -> None:
     options=Multiple(Single({"name": Value(ALPHANUMEXT), "value": Value(RAW)}), DEFAULT, []),
 )
 def get_enrolled_users(site: Site, caller: Caller, params: dict[str, Any]) -> list[dict]:
-    """Enrolled users (active and suspended) by id; options groupid, onlyactive, limits (22)."""
+    """Enrolled users (active and suspended) by id (22), with the options of enrol/externallib.php.
+
+    ``groupid``, ``onlyactive`` (enrolment active and within its dates, account not suspended),
+    ``onlysuspended``, ``userfields`` (comma-separated; ``id`` and ``fullname`` always come back,
+    an unknown field is ``invaliduserfield``: user/lib.php ``user_get_user_details``),
+    ``limitfrom``, ``limitnumber``, ``sortby`` (id, firstname, lastname, siteorder) and
+    ``sortdirection``. Unknown option names are ignored, as Moodle does.
+    """
     course = get_course(params["courseid"])
     options = {o["name"]: o["value"] for o in params["options"]}
-    uids = sorted(site.enrolments_by_course[course.id])
+    fields = _userfields(options.get("userfields"))
+    sortby = options.get("sortby", "id")
+    if sortby not in ("id", "firstname", "lastname", "siteorder"):
+        raise invalid_parameter(
+            f"Invalid value for sortby parameter (value: {sortby}), allowed values are: "
+            "id,firstname,lastname,siteorder"
+        )
+    direction = options.get("sortdirection", "ASC").upper()
+    if direction not in ("ASC", "DESC"):
+        raise invalid_parameter(f"Invalid value for sortdirection parameter (value: {direction})")
+    enrolments = site.enrolments_by_course[course.id]
+    uids = list(enrolments)
     if options.get("groupid", "0") not in ("", "0"):
         members = set(site.groups.get(int(options["groupid"]), {}).get("members", ()))
         uids = [u for u in uids if u in members]
-    if options.get("onlyactive") == "1":
-        enrolments = site.enrolments_by_course[course.id]
-        uids = [u for u in uids if not enrolments[u]["status"] and not site.users[u]["suspended"]]
+    stamp = now()
+
+    def active(uid: int) -> bool:
+        row = enrolments[uid]
+        return (
+            not row["status"]
+            and row["timestart"] <= stamp
+            and (not row["timeend"] or row["timeend"] > stamp)
+            and not site.users[uid]["suspended"]
+        )
+
+    if options.get("onlyactive", "") not in ("", "0"):
+        uids = [u for u in uids if active(u)]
+    elif options.get("onlysuspended", "") not in ("", "0"):
+        uids = [u for u in uids if not active(u)]
+    key = {
+        "id": lambda u: (u,),
+        "firstname": lambda u: (site.users[u]["firstname"], u),
+        "lastname": lambda u: (site.users[u]["lastname"], u),
+        "siteorder": lambda u: (site.users[u]["lastname"], site.users[u]["firstname"], u),
+    }[sortby]
+    uids.sort(key=key, reverse=direction == "DESC")
     start = int(options.get("limitfrom", "0") or 0)
     number = int(options.get("limitnumber", "0") or 0)
     uids = uids[start : start + number] if number else uids[start:]
-    return [shapes.enrolled_user(site, site.users[u], course.id) for u in uids]
+    users = [shapes.enrolled_user(site, site.users[u], course.id) for u in uids]
+    if fields is None:
+        return users
+    keep = fields | {"id", "fullname"}
+    if "description" in fields:
+        keep.add("descriptionformat")
+    return [{k: v for k, v in u.items() if k in keep} for u in users]
+
+
+_USER_FIELDS = frozenset(
+    "id username fullname firstname lastname email address phone1 phone2 department institution "
+    "interests firstaccess lastaccess auth confirmed idnumber lang theme timezone mailformat "
+    "description descriptionformat city country profileimageurlsmall profileimageurl customfields "
+    "groups roles preferences enrolledcourses suspended lastcourseaccess trackforums".split()
+)
+
+
+def _userfields(value: str | None) -> set[str] | None:
+    """The ``userfields`` option: None for all (user/lib.php ``user_get_default_fields``)."""
+    if value is None:
+        return None
+    fields = [clean_param(f, ALPHANUMEXT) for f in value.split(",")]
+    for f in fields:
+        if f not in _USER_FIELDS:
+            raise moodle_exception("invaliduserfield", f"Invalid user field: {f}")
+    return set(fields) or None
 
 
 @function("core_enrol_get_users_courses", userid=Value(INT), returnusercount=default(BOOL, True))
@@ -816,37 +979,63 @@ def get_users_courses(site: Site, caller: Caller, params: dict[str, Any]) -> lis
     ),
 )
 def create_groups(site: Site, caller: Caller, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """All-or-nothing; names unique per course (``invalidparameter``, 25), idnumbers too."""
-    names: set[tuple[int, str]] = set()
-    idnumbers: set[tuple[int, str]] = set()
+    """One group after the other; NOT all-or-nothing (measured on a live Moodle 4.5).
+
+    The code (group/externallib.php) opens a delegated transaction, yet on the live site a batch
+    whose second group had a taken idnumber left the first group created and still answered
+    ``idnumbertaken``: so here a failing group leaves the groups before it in place. Per group,
+    in Moodle's order: a blank name and a name taken in the course are ``invalidparameter``
+    (25), a missing course ``errorcoursecontextnotvalid``, a bad visibility ``invalidparameter``;
+    then ``groups_create_group`` (group/lib.php) trims name and idnumber, refuses a taken
+    idnumber (``idnumbertaken``), and the insert fails with ``dmlwriteexception`` for a name
+    over 254 characters or an idnumber over 100 (the column sizes of ``{groups}``).
+    """
+    created = []
     for g in params["groups"]:
-        cid, name, idnumber = g["courseid"], g["name"], g.get("idnumber", "")
+        cid, name = g["courseid"], g["name"]
         if name.strip() == "":
             raise invalid_parameter("Invalid group name")
-        if (cid, name) in names or site.group_by_name(cid, name):
+        if site.group_by_name(cid, name):
             raise invalid_parameter("Group with the same name already exists in the course")
         if cid not in catalog.COURSES:
             raise course_context_error(cid)
-        if idnumber and ((cid, idnumber) in idnumbers or site.group_by_idnumber(idnumber, cid)):
+        visibility = g.get("visibility", 0)
+        if visibility not in (0, 1, 2, 3):
+            raise invalid_parameter("Invalid group visibility provided. Must be one of 0,1,2,3")
+        name, idnumber = name.strip(), g.get("idnumber", "").strip()
+        if idnumber and site.group_by_idnumber(idnumber, cid):
             raise moodle_exception("idnumbertaken", "This ID number is already taken")
-        names.add((cid, name))
-        idnumbers.add((cid, idnumber))
-    created = []
-    for g in params["groups"]:
+        if len(name) > GROUP_NAME_MAX or len(idnumber) > GROUP_IDNUMBER_MAX:
+            raise write_error("groups")
         group = site.add_group(
-            g["courseid"],
+            cid,
             {
-                "name": g["name"],
+                "name": name,
                 "description": g["description"],
                 "descriptionformat": g["descriptionformat"],
                 "enrolmentkey": g.get("enrolmentkey", ""),
-                "idnumber": g.get("idnumber", ""),
-                "visibility": g.get("visibility", 0),
+                "idnumber": idnumber,
+                "visibility": visibility,
                 "participation": g.get("participation", True),
             },
         )
         created.append(shapes.group(group, created=True))
     return created
+
+
+# Column sizes of {groups} (lib/db/install.xml): name char(254), idnumber char(100).
+GROUP_NAME_MAX = 254
+GROUP_IDNUMBER_MAX = 100
+
+
+def write_error(table: str) -> MoodleError:
+    """``dml_write_exception`` as the REST server shows it (a value too long for its column)."""
+    return MoodleError(
+        WRITE_EXCEPTION,
+        "dmlwriteexception",
+        "Error writing to database",
+        f"ERROR:  value too long for type character varying\nINSERT INTO {{{table}}} ...",
+    )
 
 
 def _groups_sorted(site: Site, gids: list[int]) -> list[dict[str, Any]]:
@@ -855,11 +1044,18 @@ def _groups_sorted(site: Site, gids: list[int]) -> list[dict[str, Any]]:
 
 @function("core_group_get_course_groups", courseid=Value(INT))
 def get_course_groups(site: Site, caller: Caller, params: dict[str, Any]) -> list[dict]:
-    """The course's groups by name (27)."""
+    """The course's groups by name (27), names through ``format_string`` (HTML-escaped).
+
+    group/externallib.php formats the name with ``\\core_external\\util::format_string``:
+    ``Okafor & Lindqvist`` reads back as ``Okafor &amp; Lindqvist`` (measured on a live 4.5).
+    """
     cid = params["courseid"]
     if cid not in catalog.COURSES:
         raise course_context_error(cid)
-    return [shapes.group(g) for g in _groups_sorted(site, site.course_group_ids(cid))]
+    return [
+        {**shapes.group(g), "name": format_string(g["name"])}
+        for g in _groups_sorted(site, site.course_group_ids(cid))
+    ]
 
 
 def _get_group(site: Site, gid: int) -> dict[str, Any]:
@@ -872,7 +1068,10 @@ def _get_group(site: Site, gid: int) -> dict[str, Any]:
 @function("core_group_get_groups", groupids=Multiple(Value(INT)))
 def get_groups(site: Site, caller: Caller, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Groups by id (MUST_EXIST)."""
-    return [shapes.group(_get_group(site, gid)) for gid in params["groupids"]]
+    return [
+        {**shapes.group(g), "name": format_string(g["name"])}
+        for g in (_get_group(site, gid) for gid in params["groupids"])
+    ]
 
 
 @function("core_group_delete_groups", groupids=Multiple(Value(INT)))
@@ -952,7 +1151,7 @@ def get_course_user_groups(site: Site, caller: Caller, params: dict[str, Any]) -
             groups.append(
                 {
                     "id": g["id"],
-                    "name": g["name"],
+                    "name": format_string(g["name"]),
                     "description": g["description"],
                     "descriptionformat": g["descriptionformat"],
                     "idnumber": g["idnumber"],
@@ -1340,7 +1539,9 @@ def delete_cohort_members(site: Site, caller: Caller, params: dict[str, Any]) ->
 
 # ----------------------------------------------------------------------------- dispatch
 
-KNOWN_FUNCTIONS = frozenset(FUNCTIONS) | catalog.OTHER_KNOWN_FUNCTIONS
+KNOWN_FUNCTIONS = (
+    frozenset(FUNCTIONS) | catalog.OTHER_KNOWN_FUNCTIONS | frozenset(catalog.PLUGIN_FUNCTIONS)
+)
 
 
 def access_error() -> MoodleError:
@@ -1351,3 +1552,7 @@ def access_error() -> MoodleError:
         "Access control exception",
         "Access to the function is not allowed.",
     )
+
+
+# The plugin's functions register themselves into FUNCTIONS (they need this module's helpers).
+from sandbox.moodle import plugin as _plugin  # noqa: E402, F401

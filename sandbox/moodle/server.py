@@ -17,6 +17,9 @@ Faults, per call, taken for the call's wsfunction:
 - ``drop_after``: the call is processed (writes happen), then the connection is closed.
 - ``timeout``: the call is processed (writes happen), then the answer is held for
   ``timeout_seconds`` so a client with a shorter read timeout gives up on a write that happened.
+
+``race`` (:class:`~sandbox.faults.FirstCallRace`), once armed, acts out the race of concurrent
+first calls: calls overlapping the first answer ``dmlwriteexception``, whatever the function.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from urllib.parse import parse_qsl, urlsplit
 from werkzeug.serving import BaseWSGIServer
 from werkzeug.wrappers import Request, Response
 
-from sandbox.faults import FaultPlan
+from sandbox.faults import FaultPlan, FirstCallRace
 from sandbox.moodle import catalog
 from sandbox.moodle.functions import (
     FUNCTIONS,
@@ -45,6 +48,7 @@ from sandbox.moodle.functions import (
 )
 from sandbox.moodle.site import Site
 from sandbox.moodle.wire import (
+    WRITE_EXCEPTION,
     MoodleError,
     error_xml,
     invalid_parameter,
@@ -69,6 +73,11 @@ _PAGE_503 = (
     "<h1>Service Unavailable</h1><p>The server is temporarily unable to service your request "
     "due to maintenance downtime or capacity problems. Please try again later.</p></body></html>\n"
 )
+
+
+def _race_lost() -> tuple[None, MoodleError]:
+    """What a loser of the first-call race answers (FirstCallRace), whatever the function."""
+    return None, MoodleError(WRITE_EXCEPTION, "dmlwriteexception", "Error writing to database")
 
 
 class _DroppedConnection(ConnectionAbortedError):
@@ -113,6 +122,7 @@ class MoodleSandbox:
         self.debugging = debugging
         self.check_host = check_host
         self.faults = FaultPlan(supported=MOODLE_FAULTS)
+        self.race = FirstCallRace()  # the dmlwriteexception race of first calls; arm() to use
         self.calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -218,7 +228,9 @@ class MoodleSandbox:
         if self.latency > 0:
             self._stopping.wait(self.latency)
         fmt = "json" if params.get("moodlewsrestformat") == "json" else "xml"
-        result, error = self._dispatch(params, name)
+        result, error = self.race.run(
+            lambda: self._dispatch(params, name), _race_lost, self._stopping.wait
+        )
         if fault == "timeout":
             log.info("moodle sandbox fault timeout on %s", name)
             self._stopping.wait(self.timeout_seconds)

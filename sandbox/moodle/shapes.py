@@ -59,7 +59,8 @@ def _names(user: dict[str, Any]) -> dict[str, Any]:
         **{k: user[k] for k in ("address", "phone1", "phone2") if user.get(k)},
         "department": user["department"],
         **({"institution": user["institution"]} if user.get("institution") else {}),
-        "idnumber": user["idnumber"],
+        # user/lib.php user_get_user_details: an empty idnumber is left out.
+        **({"idnumber": user["idnumber"]} if user.get("idnumber") else {}),
         **({"interests": user["interests"]} if user.get("interests") else {}),
         "firstaccess": user["firstaccess"],
         "lastaccess": user["lastaccess"],

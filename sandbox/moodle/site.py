@@ -14,13 +14,17 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from sandbox.moodle import catalog
 
 STATE_VERSION = 1
+
+# Event names as Moodle's event classes spell them (with the leading backslash).
+COMPLETION_UPDATED = "\\core\\event\\course_module_completion_updated"
+COURSE_COMPLETED = "\\core\\event\\course_completed"
 
 # User columns with their default values, as a fresh Moodle row has them.
 USER_DEFAULTS: dict[str, Any] = {
@@ -85,6 +89,11 @@ class Site:
         self.course_completed: dict[tuple[int, int], int] = {}
         self.cohorts: dict[int, dict[str, Any]] = {}
         self.tokens: dict[str, dict[str, Any]] = {}
+        # Whether the local_mentorsync plugin is installed (its web-service function and events).
+        self.plugin_installed = False
+        # Called (under the lock) with the data of each event the plugin observes: see
+        # sandbox/moodle/events.py. Not saved with the state.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self.next_ids: dict[str, int] = {"user": catalog.FIRST_USER_ID, "group": 1, "cohort": 1}
         self._reset_indexes()
 
@@ -491,8 +500,23 @@ class Site:
             if viewed:
                 row["viewed"] = 1
             module = catalog.MODULES[cmid]
+            self.emit(
+                COMPLETION_UPDATED,
+                userid=overrideby or uid,
+                relateduserid=uid,
+                courseid=module.course,
+                contextinstanceid=cmid,
+            )
             self.review_course_completion(uid, module.course)
             return row
+
+    def emit(self, eventname: str, **data: int) -> None:
+        """Tell the listeners about a Moodle event (ids and time only, like the plugin sends)."""
+        if not self.listeners:
+            return
+        event = {"eventname": eventname, **data, "timecreated": now()}
+        for listener in list(self.listeners):
+            listener(event)
 
     def review_course_completion(self, uid: int, courseid: int) -> None:
         """Mark criteria of complete activities and, when all are met, the course; never undo."""
@@ -509,6 +533,14 @@ class Site:
                 del self.criteria_done[(uid, courseid)]
             elif (uid, courseid) not in self.course_completed and all(c in done for c in criteria):
                 self.course_completed[(uid, courseid)] = max(done.values())
+                # \core\event\course_completed: relateduserid the learner, context the course.
+                self.emit(
+                    COURSE_COMPLETED,
+                    userid=uid,
+                    relateduserid=uid,
+                    courseid=courseid,
+                    contextinstanceid=courseid,
+                )
 
     def set_completion(self, uid: int, cmid: int, state: int) -> None:
         """Test helper: the user ticks (1) or unticks (0) a manual activity themselves."""
@@ -616,6 +648,7 @@ class Site:
                     for (uid, cid), t in self.course_completed.items()
                 ],
                 "cohorts": list(self.cohorts.values()),
+                "plugin_installed": self.plugin_installed,
                 "tokens": self.tokens,
                 "next_ids": self.next_ids,
             }
@@ -645,6 +678,7 @@ class Site:
         for row in data["course_completed"]:
             site.course_completed[(row["userid"], row["courseid"])] = row["time"]
         site.cohorts = {c["id"]: c for c in data["cohorts"]}
+        site.plugin_installed = bool(data.get("plugin_installed", False))
         site.tokens = data["tokens"]
         site.next_ids = data["next_ids"]
         site._reset_indexes()

@@ -1,4 +1,11 @@
-"""The sandbox org's objects and fields: DESIGN.md's default data model, with describe output.
+"""The sandbox org's objects and fields, with describe output.
+
+One source of truth: the custom objects and fields are read from the metadata an admin deploys,
+``deploy/salesforce/force-app/main/default`` (SFDX source format), so the org the tests run
+against and the org an association sets up cannot drift apart. Only what that metadata cannot
+hold is defined here: the standard fields of standard objects (``Contact.FirstName``, ``Email``),
+the system fields every object has (``Id``, ``SystemModstamp``, ``IsDeleted``...) and the key
+prefixes an org assigns.
 
 Each field has the attributes ``describe`` reports and the write path checks: type, length,
 createable/updateable, nillable (required on create when false and not defaulted), external id,
@@ -8,7 +15,13 @@ uniqueness, and for lookups the object they point to and their relationship name
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
+from pathlib import Path
+from xml.etree.ElementTree import Element
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
 
 # Field types whose values are strings compared case-insensitively in SOQL.
 TEXT_TYPES = frozenset({"string", "email", "picklist", "textarea", "phone", "url"})
@@ -34,6 +47,8 @@ class FieldDef:
     auto_number: bool = False
     precision: int = 0
     scale: int = 0
+    case_sensitive: bool = False
+    restricted_picklist: bool = False
 
     @property
     def system(self) -> bool:
@@ -58,7 +73,7 @@ class FieldDef:
             "defaultedOnCreate": self.type == "boolean" or self.system or self.auto_number,
             "externalId": self.external_id,
             "unique": self.unique,
-            "caseSensitive": False,
+            "caseSensitive": self.case_sensitive,
             "idLookup": self.name == "Id" or self.external_id,
             "autoNumber": self.auto_number,
             "calculated": False,
@@ -70,7 +85,7 @@ class FieldDef:
                 {"active": True, "defaultValue": False, "label": v, "validFor": None, "value": v}
                 for v in self.picklist
             ],
-            "restrictedPicklist": False,
+            "restrictedPicklist": self.restricted_picklist,
             "soapType": _SOAP_TYPES.get(self.type, "xsd:string"),
         }
 
@@ -142,6 +157,50 @@ class ObjectDef:
         }
 
 
+# --- loading the metadata ------------------------------------------------------------------------
+
+MD_NS = "{http://soap.sforce.com/2006/04/metadata}"
+# The metadata in the source tree; the sandbox is used from an editable install or a checkout.
+METADATA_ROOT = (
+    Path(__file__).resolve().parents[2] / "deploy" / "salesforce" / "force-app" / "main" / "default"
+)
+# Key prefixes are the org's to assign; these are the sandbox org's (standard ones are fixed).
+KEY_PREFIXES = {"Contact": "003", "Mentorship_Match__c": "a01", "Mentoring_Meeting__c": "a02"}
+# Standard objects: their label, whether they can be merged, and the standard fields mentorsync
+# uses, none of which a deployment creates.
+STANDARD_OBJECTS: dict[str, tuple[str, bool, tuple[FieldDef, ...]]] = {
+    "Contact": (
+        "Contact",
+        True,
+        (
+            FieldDef("FirstName", "string", "First Name", 40),
+            FieldDef("LastName", "string", "Last Name", 80, nillable=False),
+            FieldDef("Email", "email", "Email", 80),
+        ),
+    ),
+}
+# Metadata field type -> (describe type, length when the metadata gives none).
+_TYPES = {
+    "Text": ("string", 0),
+    "TextArea": ("textarea", 255),
+    "LongTextArea": ("textarea", 0),
+    "Email": ("email", 80),
+    "Phone": ("phone", 40),
+    "Url": ("url", 255),
+    "Picklist": ("picklist", 255),
+    "Checkbox": ("boolean", 0),
+    "Number": ("double", 0),
+    "Date": ("date", 0),
+    "DateTime": ("datetime", 0),
+    "Lookup": ("reference", 18),
+    "MasterDetail": ("reference", 18),
+}
+
+
+class SchemaMetadataError(RuntimeError):
+    """The Salesforce metadata is missing or holds something the sandbox cannot model."""
+
+
 def _system_fields(mergeable: bool = False) -> tuple[FieldDef, ...]:
     readonly = {"createable": False, "updateable": False}
     fields = [
@@ -169,155 +228,142 @@ def _id_field() -> FieldDef:
     return FieldDef("Id", "id", "Record ID", 18, createable=False, updateable=False, nillable=False)
 
 
-def _sync_fields() -> tuple[FieldDef, ...]:
-    return (
-        FieldDef("LMS_Sync_Status__c", "string", "LMS Sync Status", 40),
-        FieldDef("LMS_Sync_Error__c", "string", "LMS Sync Error", 255),
+def _parse(path: Path) -> Element:
+    try:
+        return SafeET.parse(path).getroot()
+    except (SafeET.ParseError, DefusedXmlException) as exc:
+        raise SchemaMetadataError(f"{path}: not well-formed metadata XML ({exc})") from None
+
+
+def _text(element: Element, tag: str, default: str = "") -> str:
+    child = element.find(MD_NS + tag)
+    return default if child is None or child.text is None else child.text.strip()
+
+
+def _flag(element: Element, tag: str) -> bool:
+    return _text(element, tag, "false") == "true"
+
+
+def _int(element: Element, tag: str, path: Path) -> int:
+    text = _text(element, tag, "0")
+    if not text.isdigit():
+        raise SchemaMetadataError(f"{path}: <{tag}> must be a whole number, not {text!r}")
+    return int(text)
+
+
+def field_from_metadata(path: Path) -> FieldDef:
+    """The field a ``<Field>.field-meta.xml`` file defines."""
+    root = _parse(path)
+    name = _text(root, "fullName") or path.name.removesuffix(".field-meta.xml")
+    kind = _text(root, "type")
+    if kind not in _TYPES:
+        raise SchemaMetadataError(f"{path}: field type {kind!r} is not modelled by the sandbox")
+    sf_type, default_length = _TYPES[kind]
+    reference_to = _text(root, "referenceTo")
+    picklist: tuple[str, ...] = ()
+    value_set = root.find(MD_NS + "valueSet")
+    if kind == "Picklist" and value_set is not None:
+        values = value_set.findall(f"{MD_NS}valueSetDefinition/{MD_NS}value")
+        picklist = tuple(_text(v, "fullName") for v in values)
+    return FieldDef(
+        name,
+        sf_type,
+        _text(root, "label") or name,
+        _int(root, "length", path) or default_length,
+        # A master-detail field is always required; a checkbox is never null.
+        nillable=not (kind in ("MasterDetail", "Checkbox") or _flag(root, "required")),
+        external_id=_flag(root, "externalId"),
+        unique=_flag(root, "unique"),
+        case_sensitive=_flag(root, "caseSensitive"),
+        reference_to=reference_to,
+        # The API names the parent of a lookup after the field (Mentor__c -> Mentor__r); the
+        # metadata's relationshipName is the child list on the parent's side.
+        relationship_name=name.removesuffix("__c") + "__r" if reference_to else "",
+        picklist=picklist,
+        restricted_picklist=value_set is not None and _flag(value_set, "restricted"),
+        precision=_int(root, "precision", path),
+        scale=_int(root, "scale", path),
     )
 
 
-CONTACT = ObjectDef(
-    "Contact",
-    "003",
-    "Contact",
-    (
-        _id_field(),
-        FieldDef("FirstName", "string", "First Name", 40),
-        FieldDef("LastName", "string", "Last Name", 80, nillable=False),
-        FieldDef("Email", "email", "Email", 80),
-        FieldDef(
-            "Member_Status__c",
-            "picklist",
-            "Member Status",
-            255,
-            picklist=("Active", "Grace", "Lapsed"),
-        ),
-        FieldDef(
-            "Mentorship_Role__c",
-            "picklist",
-            "Mentorship Role",
-            255,
-            picklist=("Mentor", "Mentee", "Both"),
-        ),
-        FieldDef("Practice_Setting__c", "string", "Practice Setting", 100),
-        FieldDef("Region__c", "string", "Region", 100),
-        *_system_fields(mergeable=True),
-        # Not unique: an admin marks it as an external id for lookups; the same Moodle user can
-        # end up on two Contacts (a duplicate Contact), which upsert answers with HTTP 300.
-        FieldDef("LMS_User_Id__c", "string", "LMS User Id", 20, external_id=True),
-        *_sync_fields(),
-        FieldDef("LMS_Synced_At__c", "datetime", "LMS Synced At"),
-    ),
-    mergeable=True,
-)
+def _auto_number_format(display: str, path: Path) -> str:
+    """``MM-{000000}`` as a Python format (``MM-{:06d}``)."""
+    match = re.fullmatch(r"([^{}]*)\{(0+)\}([^{}]*)", display)
+    if match is None:
+        raise SchemaMetadataError(
+            f"{path}: auto-number displayFormat {display!r} is not modelled (want PREFIX-{{0000}})"
+        )
+    prefix, zeros, suffix = match.groups()
+    return f"{prefix}{{:0{len(zeros)}d}}{suffix}"
 
-MATCH = ObjectDef(
-    "Mentorship_Match__c",
-    "a01",
-    "Mentorship Match",
-    (
-        _id_field(),
-        FieldDef(
-            "Name",
-            "string",
-            "Match Number",
-            80,
-            createable=False,
-            updateable=False,
-            nillable=False,
-            auto_number=True,
-        ),
-        FieldDef(
-            "Mentor__c",
-            "reference",
-            "Mentor",
-            18,
-            reference_to="Contact",
-            relationship_name="Mentor__r",
-        ),
-        FieldDef(
-            "Mentee__c",
-            "reference",
-            "Mentee",
-            18,
-            reference_to="Contact",
-            relationship_name="Mentee__r",
-        ),
-        FieldDef(
-            "Status__c",
-            "picklist",
-            "Status",
-            255,
-            picklist=("Proposed", "Active", "Completed", "Cancelled"),
-        ),
-        FieldDef("Program__c", "string", "Program", 40),
-        FieldDef("Start_Date__c", "date", "Start Date"),
-        FieldDef("End_Date__c", "date", "End Date"),
-        *_system_fields(),
-        FieldDef("LMS_Group_Id__c", "string", "LMS Group Id", 20),
-        *_sync_fields(),
-        FieldDef("Mentor_Orientation_Completed__c", "date", "Mentor Orientation Completed"),
-        FieldDef("Mentee_Orientation_Completed__c", "date", "Mentee Orientation Completed"),
-        FieldDef("Meetings_Completed__c", "double", "Meetings Completed", precision=18),
-        FieldDef("Meeting_Hours__c", "double", "Meeting Hours", precision=18, scale=2),
-        FieldDef("Last_Meeting_Date__c", "date", "Last Meeting Date"),
-        FieldDef(
-            "Health__c",
-            "picklist",
-            "Health",
-            255,
-            picklist=("On track", "Behind", "At risk", "Complete"),
-        ),
-    ),
-)
 
-MEETING = ObjectDef(
-    "Mentoring_Meeting__c",
-    "a02",
-    "Mentoring Meeting",
-    (
-        _id_field(),
-        FieldDef(
-            "Name",
-            "string",
-            "Meeting Record Number",
-            80,
-            createable=False,
-            updateable=False,
-            nillable=False,
-            auto_number=True,
-        ),
-        FieldDef(
-            "External_Id__c",
-            "string",
-            "External Id",
-            80,
-            external_id=True,
-            unique=True,
-        ),
-        FieldDef(
-            "Match__c",
-            "reference",
-            "Match",
-            18,
-            reference_to="Mentorship_Match__c",
-            relationship_name="Match__r",
-            nillable=False,
-        ),
-        FieldDef("Meeting_Number__c", "double", "Meeting Number", precision=18),
-        FieldDef("Activity_Idnumber__c", "string", "Activity Idnumber", 100),
-        FieldDef("Completed_On__c", "date", "Completed On"),
-        FieldDef("Hours__c", "double", "Hours", precision=18, scale=2),
-        FieldDef("Source__c", "string", "Source", 40),
-        *_system_fields(),
-    ),
-)
+def _name_field(root: Element, path: Path) -> tuple[FieldDef, str | None]:
+    name_field = root.find(MD_NS + "nameField")
+    if name_field is None:
+        raise SchemaMetadataError(f"{path}: a custom object needs a <nameField>")
+    label = _text(name_field, "label", "Name")
+    if _text(name_field, "type") == "AutoNumber":
+        fmt = _auto_number_format(_text(name_field, "displayFormat"), path)
+        readonly = {"createable": False, "updateable": False}
+        return FieldDef(
+            "Name", "string", label, 80, nillable=False, auto_number=True, **readonly
+        ), fmt
+    return FieldDef("Name", "string", label, 80, nillable=False), None
 
-OBJECTS: dict[str, ObjectDef] = {o.name: o for o in (CONTACT, MATCH, MEETING)}
+
+def load_objects(root: Path | None = None) -> tuple[dict[str, ObjectDef], dict[str, str]]:
+    """Every object of the metadata under ``root``, and the auto-number formats of their names.
+
+    Raises :class:`SchemaMetadataError` naming the path when the metadata is missing or holds
+    something the sandbox does not model.
+    """
+    root = root or METADATA_ROOT
+    objects_dir = root / "objects"
+    if not objects_dir.is_dir():
+        raise SchemaMetadataError(
+            f"Salesforce metadata not found at {objects_dir}: the sandbox reads its schema from "
+            "the source tree's deploy/salesforce (use a checkout or `pip install -e .`)"
+        )
+    objects: dict[str, ObjectDef] = {}
+    formats: dict[str, str] = {}
+    next_prefix = len(KEY_PREFIXES) + 1
+    # Known objects first, in a fixed order: Outbound Message action ids follow it.
+    rank = {name: i for i, name in enumerate(KEY_PREFIXES)}
+    folders = [p for p in objects_dir.iterdir() if p.is_dir()]
+    for folder in sorted(folders, key=lambda p: (rank.get(p.name, len(rank)), p.name)):
+        name = folder.name
+        custom = sorted((folder / "fields").glob("*.field-meta.xml"))
+        fields = [field_from_metadata(p) for p in custom]
+        if name in STANDARD_OBJECTS:
+            label, mergeable, standard = STANDARD_OBJECTS[name]
+            head: tuple[FieldDef, ...] = (_id_field(), *standard)
+        elif name.endswith("__c"):
+            meta = folder / f"{name}.object-meta.xml"
+            if not meta.is_file():
+                raise SchemaMetadataError(f"{meta}: missing (a custom object needs its definition)")
+            object_root = _parse(meta)
+            label, mergeable = _text(object_root, "label") or name, False
+            name_field, fmt = _name_field(object_root, meta)
+            if fmt:
+                formats[name] = fmt
+            head = (_id_field(), name_field)
+        else:
+            raise SchemaMetadataError(f"{folder}: standard object {name} is not modelled")
+        prefix = KEY_PREFIXES.get(name)
+        if prefix is None:
+            prefix, next_prefix = f"a{next_prefix:02d}", next_prefix + 1
+        objects[name] = ObjectDef(
+            name, prefix, label, (*head, *fields, *_system_fields(mergeable)), mergeable=mergeable
+        )
+    return objects, formats
+
+
+OBJECTS, AUTO_NUMBER_FORMATS = load_objects()
+CONTACT = OBJECTS["Contact"]
+MATCH = OBJECTS["Mentorship_Match__c"]
+MEETING = OBJECTS["Mentoring_Meeting__c"]
 _BY_LOWER = {name.lower(): o for name, o in OBJECTS.items()}
 _BY_PREFIX = {o.key_prefix: o for o in OBJECTS.values()}
-# Auto-number display formats of the Name fields.
-AUTO_NUMBER_FORMATS = {"Mentorship_Match__c": "MM-{:06d}", "Mentoring_Meeting__c": "MTG-{:06d}"}
 
 
 def object_def(name: str) -> ObjectDef | None:

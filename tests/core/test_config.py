@@ -148,3 +148,11 @@ def test_a_secret_never_shows_in_a_validation_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(path, env={})
     assert info.value.key == "moodle.token" and "12345" not in str(info.value)
+
+
+def test_stalled_feed_minutes_default_and_bound() -> None:
+    assert load_settings(env={}).service.stalled_feed_minutes == 120
+    off = load_settings(env={"MENTORSYNC_SERVICE_STALLED_FEED_MINUTES": "0"})
+    assert off.service.stalled_feed_minutes == 0
+    with pytest.raises(ConfigError, match=r"^service\.stalled_feed_minutes: must be at least 0"):
+        load_settings(env={"MENTORSYNC_SERVICE_STALLED_FEED_MINUTES": "-1"})

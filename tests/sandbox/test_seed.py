@@ -79,7 +79,7 @@ def test_about_forty_active_matches_between_active_participants(seeded):
         assert by_id[m["Mentee__c"]]["Member_Status__c"] == "Active"
     assert all_matches[report.cancelled_match]["Status__c"] == "Cancelled"
     assert all_matches[report.completed_match]["Status__c"] == "Completed"
-    assert len(all_matches) == 42
+    assert len(all_matches) == 43
 
 
 def test_one_mentee_has_two_mentors(seeded):
@@ -151,3 +151,48 @@ def test_too_small_an_association_is_refused():
         seed(SalesforceSandbox(), members=10)
     with pytest.raises(ValueError, match="moodle_accounts"):
         seed(SalesforceSandbox(), members=50, moodle_accounts=3)
+
+
+def test_matches_in_every_status_with_exact_counts(seeded):
+    sf, _, report = seeded
+    all_matches = matches(sf)
+    assert Counter(m["Status__c"] for m in all_matches) == {
+        "Active": 40,
+        "Cancelled": 1,
+        "Completed": 1,
+        "Proposed": 1,
+    }
+    assert {m["Program__c"] for m in all_matches} == {"GMP-2026"}
+    proposed = sf.store.get("Mentorship_Match__c", report.proposed_match)
+    assert proposed["Status__c"] == "Proposed"
+    by_id = {p["Id"]: p for p in contacts(sf)}
+    assert by_id[proposed["Mentee__c"]]["Member_Status__c"] == "Active"
+    assert by_id[proposed["Mentee__c"]]["Mentorship_Role__c"] == "Mentee"
+    # Neither person of the proposal is in an active match.
+    active_people = {
+        m[k] for m in all_matches if m["Status__c"] == "Active" for k in ("Mentor__c", "Mentee__c")
+    }
+    assert {proposed["Mentor__c"], proposed["Mentee__c"]}.isdisjoint(active_people)
+
+
+def test_a_person_is_mentee_in_one_pair_and_mentor_in_another(seeded):
+    sf, _, report = seeded
+    active = [m for m in matches(sf) if m["Status__c"] == "Active"]
+    as_mentee = [m["Id"] for m in active if m["Mentee__c"] == report.dual_role]
+    as_mentor = [m["Id"] for m in active if m["Mentor__c"] == report.dual_role]
+    assert [*as_mentee, *as_mentor] == report.dual_role_matches
+    assert len(as_mentee) == len(as_mentor) == 1
+    assert sf.store.get("Contact", report.dual_role)["Mentorship_Role__c"] == "Both"
+    assert report.dual_role in report.mentors and report.dual_role in report.mentees
+    # Exactly one such person; the two-mentor mentee is someone else.
+    both_ways = {m["Mentee__c"] for m in active} & {m["Mentor__c"] for m in active}
+    assert both_ways == {report.dual_role} != {report.two_mentor_mentee}
+
+
+def test_the_smallest_association_still_has_every_case():
+    sf = SalesforceSandbox()
+    report = seed(sf, members=30, seed=3)
+    assert len(report.active_matches) == 9
+    assert report.proposed_match and report.cancelled_match and report.completed_match
+    assert len(report.dual_role_matches) == 2 and len(report.two_mentor_matches) == 2
+    assert sf.store.count("Mentorship_Match__c") == 12

@@ -1,4 +1,4 @@
-"""A Worker over a temporary state database and an in-memory queue, with fake sync kinds."""
+"""A Worker over each backend (tests/backends.py: sqlite, postgresql, redis), fake sync kinds."""
 
 from __future__ import annotations
 
@@ -11,17 +11,23 @@ from huey import Huey
 
 from connector.config import Settings
 from connector.service.worker import Worker
+from tests.backends import Backend
 from tests.webhooks.fakes import FakeKinds, fake_kinds, make_settings  # noqa: F401
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
+def settings(tmp_path: Path, backend: Backend) -> Settings:
+    """Settings over the test's backend (sqlite, postgresql or redis: each test runs on all)."""
+    return make_settings(tmp_path, **backend.overrides())
 
 
 @pytest.fixture
-def worker(settings: Settings, fake_kinds: FakeKinds) -> Iterator[Worker]:  # noqa: F811
-    work = Worker(settings)
+def worker(
+    settings: Settings,
+    backend: Backend,
+    fake_kinds: FakeKinds,  # noqa: F811
+) -> Iterator[Worker]:
+    work = Worker(settings, huey=backend.huey())
     yield work
     work.close()
     work.db.dispose()

@@ -32,8 +32,11 @@ def write_config(tmp_path: Path, **service: object) -> Path:
     lines += [
         "[moodle]",
         'url = "http://127.0.0.1:9"',
+        'token = "unused-token"',
         "[salesforce]",
         'domain = "127.0.0.1:9"',
+        'username = "unused@example.org"',
+        'password = "unused"',
         f'org_ids = ["{ORG_ID}"]',
     ]
     path = tmp_path / "mentorsync.toml"
@@ -166,7 +169,7 @@ def test_run_serves_and_stops_cleanly(tmp_path: Path, stop_signal: signal.Signal
         "--config",
         str(config),
         "run",
-        "--web-workers",
+        "--web-processes",
         "1",
         "--workers",
         "1",
@@ -183,8 +186,8 @@ def test_run_serves_and_stops_cleanly(tmp_path: Path, stop_signal: signal.Signal
                 ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
                 if ready.status_code == 200:
                     break
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # still starting: gunicorn's worker builds the app on its first request
             assert time.monotonic() < deadline, "the service did not become ready"
             time.sleep(0.1)
         assert ready.json()["checks"] == {"database": "ok", "queue": "ok"}

@@ -44,6 +44,10 @@ def moodle_answers(drop_function: str | None = None, known_courses: tuple[str, .
             body = found if found and value in known_courses else {"courses": [], "warnings": []}
         elif function == "core_course_get_contents":
             body = contents
+        elif function == "core_user_get_users_by_field":
+            # The max_input_vars probe: the integration user (id 3) comes back.
+            values = parse_qs(request.body).get("values[4995]", [])
+            body = [{"id": 3, "username": "mentorsync"}] if values == ["3"] else []
         else:
             raise AssertionError(f"unexpected call {function}")
         return 200, {}, json.dumps(body)

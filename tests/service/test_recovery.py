@@ -15,6 +15,7 @@ from sqlalchemy import select
 from connector.service.worker import Worker, lock_name
 from connector.state import inbox, locks
 from connector.state.database import InboxEvent, Lock
+from tests.backends import Backend
 from tests.service.conftest import run_queued
 from tests.webhooks.fakes import FakeKinds, make_settings, sf_id
 
@@ -24,10 +25,11 @@ CHILD = textwrap.dedent(
     import connector.registry as sync
     from connector.engine.kind import RunResult
     from connector.service.worker import Worker
-    from huey import MemoryHuey
+    from connector.service.queue import make_huey
     from tests.webhooks.fakes import make_settings
 
     data_dir, marker = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+    database_url, queue_url, queue_name = sys.argv[3:6]
 
     class Stuck:
         name, objects = "fake_contacts", ("Contact",)
@@ -40,15 +42,19 @@ CHILD = textwrap.dedent(
     sync.kinds()
     sync.REGISTRY.clear()
     sync.register(Stuck())
-    Worker(make_settings(data_dir, inbox_lease_seconds=1), huey=MemoryHuey("child")).drain(
+    settings = make_settings(
+        data_dir, inbox_lease_seconds=1, database_url=database_url, queue_url=queue_url)
+    Worker(settings, huey=make_huey(queue_url, name=queue_name, blocking=False)).drain(
         "fake_contacts")
     """
 )
 
 
-def test_killed_worker_rows_and_lock_are_recovered(tmp_path: Path, fake_kinds: FakeKinds) -> None:
-    settings = make_settings(tmp_path, inbox_lease_seconds=1)
-    worker = Worker(settings)
+def test_killed_worker_rows_and_lock_are_recovered(
+    tmp_path: Path, backend: Backend, fake_kinds: FakeKinds
+) -> None:
+    settings = make_settings(tmp_path, inbox_lease_seconds=1, **backend.overrides())
+    worker = Worker(settings, huey=backend.huey())
     try:
         ids = [sf_id("003", n) for n in range(3)]
         inbox.store(
@@ -61,7 +67,8 @@ def test_killed_worker_rows_and_lock_are_recovered(tmp_path: Path, fake_kinds: F
         marker = tmp_path / "running"
         root = Path(__file__).resolve().parents[2]
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(tmp_path), str(marker)], cwd=root
+            [sys.executable, "-c", CHILD, str(tmp_path), str(marker), *backend.child_args()],
+            cwd=root,
         )
         try:
             deadline = time.monotonic() + 30

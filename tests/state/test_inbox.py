@@ -1,22 +1,28 @@
-"""The inbox: one transaction per delivery, duplicates skipped, even under concurrency."""
+"""The inbox: one statement per batch of deliveries, duplicates skipped, even under concurrency."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import SQLAlchemyError
 
-from connector.state import inbox
-from connector.state.database import InboxEvent, StateDB
+from connector.state import inbox, inbox_writer
+from connector.state.database import InboxEvent, StateDB, utcnow
+from tests.backends import Backend
 from tests.webhooks.fakes import make_settings, sf_id
+
+# The inbox lives in the state database: run over SQLite and PostgreSQL (the queue is not used).
+pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[StateDB]:
-    state = StateDB(make_settings(tmp_path).database_url)
+def db(tmp_path: Path, backend: Backend) -> Iterator[StateDB]:
+    state = StateDB(make_settings(tmp_path, **backend.overrides()).database_url)
     yield state
     state.dispose()
 
@@ -57,12 +63,44 @@ def test_duplicates_inside_one_delivery(db: StateDB) -> None:
     assert (result.stored, result.duplicates) == (3, 2)
 
 
+def test_a_change_already_stored_under_another_key_is_a_duplicate(db: StateDB) -> None:
+    assert inbox.store(db, [notice(1), notice(2, None)]).stored == 2
+
+    again = inbox.store(db, [notice(1, key="resent"), notice(2, None, key="k2-resent")])
+
+    # Same record and SystemModstamp: the same change. Without a modstamp only the key counts.
+    assert (again.stored, again.duplicates) == (1, 1)
+    assert count(db) == 3
+
+
+def test_stored_rows_are_pending_with_the_time_received(db: StateDB) -> None:
+    before = utcnow()
+    inbox.store(db, [notice(1)])
+    with db.session() as session:
+        row = session.scalars(select(InboxEvent)).one()
+    assert (row.dedup_key, row.source, row.kind, row.object) == (
+        "k1", "salesforce-outbound", "members", "Contact"
+    )
+    assert (row.record_id, row.modstamp) == (sf_id("003", 1), "2026-03-02T14:05:11.000Z")
+    assert (row.status, row.attempts, row.lease_until) == ("pending", 0, None)
+    assert before <= row.received_at <= utcnow()
+    leased = inbox.lease(db, "members", 10, 60)
+    assert leased.record_ids == (sf_id("003", 1),)
+
+
 def test_the_change_index_exists(db: StateDB) -> None:
-    with db.engine.connect() as conn:
-        plan = conn.execute(
-            text("EXPLAIN QUERY PLAN SELECT id FROM inbox WHERE record_id IN ('a', 'b')")
-        ).all()
-    assert any("ix_inbox_record_modstamp" in str(row) for row in plan)
+    indexes = {ix["name"]: ix["column_names"] for ix in inspect(db.engine).get_indexes("inbox")}
+    assert indexes["ix_inbox_record_modstamp"] == ["record_id", "modstamp"]
+    if db.engine.dialect.name == "sqlite":
+        # The statement the inbox runs looks each change up through the index.
+        with db.engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            plan = driver.execute(
+                "EXPLAIN QUERY PLAN " + inbox.insert_statement("sqlite"),
+                ("2026-03-02 14:05:11.000000", '[["k", "s", "kind", "o", "r", "m"]]'),
+            ).fetchall()
+        assert any("USING COVERING INDEX ix_inbox_record_modstamp" in str(row) for row in plan)
 
 
 def test_concurrent_deliveries_of_the_same_message_store_it_once(db: StateDB) -> None:
@@ -86,3 +124,102 @@ def test_concurrent_deliveries_of_the_same_message_store_it_once(db: StateDB) ->
     assert errors == []
     assert sum(r.stored for r in results) == 50
     assert count(db) == 50
+
+
+def test_deliveries_waiting_for_a_commit_share_the_next_transaction(
+    db: StateDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = inbox_writer.writer_for(db)
+    first_batch, release = threading.Event(), threading.Event()
+    real = inbox_writer.store_batch
+
+    def slow_first(conn, batch):  # type: ignore[no-untyped-def]
+        if not first_batch.is_set():
+            first_batch.set()
+            assert release.wait(10)
+        return real(conn, batch)
+
+    monkeypatch.setattr(inbox_writer, "store_batch", slow_first)
+    results: list[inbox.StoreResult] = []
+    threads = [
+        threading.Thread(target=lambda n=n: results.append(inbox.store(db, [notice(n)])))
+        for n in range(9)
+    ]
+    threads[0].start()
+    assert first_batch.wait(10)  # delivery 0 is being committed...
+    for thread in threads[1:]:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(writer._waiting) < 8:  # ...while the 8 others queue up
+        assert time.monotonic() < deadline, "the deliveries never reached the writer"
+        time.sleep(0.01)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(r.stored for r in results) == [1] * 9
+    assert (writer.stats.batches, writer.stats.largest_batch) == (2, 8)
+    assert count(db) == 9
+
+
+def test_two_writers_storing_the_same_notifications_store_each_once(
+    tmp_path: Path, backend: Backend, db: StateDB
+) -> None:
+    # A second StateDB has a writer of its own, as a second web process has.
+    other = StateDB(make_settings(tmp_path, **backend.overrides()).database_url)
+    notices = [notice(n) for n in range(200)]
+    barrier = threading.Barrier(8)
+    results: list[inbox.StoreResult] = []
+    errors: list[BaseException] = []
+
+    def deliver(state: StateDB, part: list[inbox.Notice]) -> None:
+        barrier.wait()
+        try:
+            results.append(inbox.store(state, part))
+        except Exception as exc:  # noqa: BLE001  (collected for the assertion below)
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=deliver, args=(state, notices[start::3]))
+        for state in (db, other)
+        for start in range(4)  # overlapping parts: start 3 repeats start 0's every third
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        other.dispose()
+    assert errors == []
+    assert sum(r.stored for r in results) == 200
+    assert sum(r.stored + r.duplicates for r in results) == 2 * (67 + 67 + 66 + 66)
+    assert count(db) == 200
+
+
+_FAIL_ON_K2 = {
+    "sqlite": [
+        "CREATE TRIGGER fail_k2 BEFORE INSERT ON inbox WHEN NEW.dedup_key = 'k2' "
+        "BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+    ],
+    "postgresql": [
+        "CREATE FUNCTION fail_k2() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.dedup_key = 'k2' THEN RAISE EXCEPTION 'disk full'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER fail_k2 BEFORE INSERT ON inbox FOR EACH ROW EXECUTE FUNCTION fail_k2()",
+    ],
+}
+
+
+def test_a_failed_batch_fails_every_delivery_in_it_and_stores_none(db: StateDB) -> None:
+    with db.engine.begin() as conn:
+        for statement in _FAIL_ON_K2[db.engine.dialect.name]:
+            conn.execute(text(statement))
+    # k1 is inserted before k2 fails: the statement is undone as a whole.
+    with pytest.raises(SQLAlchemyError) as raised:
+        inbox.store(db, [notice(1), notice(2)])
+    assert "disk full" in str(raised.value.orig)  # type: ignore[attr-defined]
+    assert count(db) == 0
+    with db.engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER fail_k2" + (" ON inbox" if "postgresql" in
+                                                    db.engine.dialect.name else "")))
+    # The writer reconnects: the redelivery is stored in full.
+    assert inbox.store(db, [notice(1), notice(2)]).stored == 2

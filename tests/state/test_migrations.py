@@ -33,7 +33,9 @@ def test_a_database_made_before_migrations_is_stamped_as_baseline_and_upgraded(
     first_release = [t for name, t in Base.metadata.tables.items() if name != "ownership"]
     Base.metadata.create_all(old, tables=first_release)
     with old.begin() as conn:
-        conn.execute(text("INSERT INTO cursors (name, updated_at) VALUES ('members:Contact', '2026-11-30')"))
+        conn.execute(
+            text("INSERT INTO cursors (name, updated_at) VALUES ('members:Contact', '2026-11-30')")
+        )
     old.dispose()
 
     db = StateDB(url)

@@ -77,9 +77,13 @@ def parse_exposition(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]],
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    """Every sample as {'name{labels}': value}, after checking the exposition format."""
+    """Every sample as {'name{labels}': value}, after checking the exposition format.
+
+    Labels are put in name order (their order in a sample carries no meaning).
+    """
     return {
-        name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else ""): value
+        name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels)) + "}" if labels else ""):
+        value
         for (name, labels), value in parse_exposition(text).items()
     }
 
@@ -188,11 +192,11 @@ def test_metrics(client: FlaskClient, rt: Runtime) -> None:
     assert m['mentorsync_failed_records{kind="fake_contacts",parked="false"}'] == 1
     assert m['mentorsync_failed_records{kind="fake_contacts",parked="true"}'] == 1
     assert (
-        m['mentorsync_api_calls_total{system="moodle",function="core_user_get_users_by_field"}']
+        m['mentorsync_api_calls_total{function="core_user_get_users_by_field",system="moodle"}']
         == 5
     )
-    assert m['mentorsync_api_calls_total{system="moodle",function="core_user_create_users"}'] == 1
-    assert m['mentorsync_api_calls_total{system="salesforce",function="query"}'] == 2
+    assert m['mentorsync_api_calls_total{function="core_user_create_users",system="moodle"}'] == 1
+    assert m['mentorsync_api_calls_total{function="query",system="salesforce"}'] == 2
     assert m["mentorsync_salesforce_api_used"] == 1234
     assert m["mentorsync_salesforce_api_limit"] == 15000
     assert m["mentorsync_queue_pending_tasks"] == 0
@@ -237,13 +241,55 @@ def test_the_format_checker_itself_refuses_bad_text(text: str, problem: str) -> 
         parse_exposition(text)
 
 
-def test_numbers_in_the_exposition() -> None:
-    from webhooks.health import _number
+def test_prometheus_own_parser_reads_the_metrics(client: FlaskClient) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
 
-    assert [_number(v) for v in (3.0, 0.25, float("inf"), float("-inf"))] == [
-        "3",
-        "0.25",
-        "+Inf",
-        "-Inf",
-    ]
-    assert _number(float("nan")) == "NaN"
+    text = client.get("/metrics").get_data(as_text=True)
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert {
+        "mentorsync_inbox_depth", "mentorsync_runs", "mentorsync_feed_stalled",
+        "mentorsync_queue_pending_tasks",
+    } <= names
+
+
+def _finish_run(rt: Runtime, kind: str, status: str, ago: dt.timedelta) -> None:
+    from connector.state.database import Run
+
+    with rt.db.session() as session:
+        run = bookkeeping.start_run(session, kind, "incremental")
+        bookkeeping.finish_run(session, run.id, status, {})
+        session.execute(update(Run).where(Run.id == run.id).values(finished_at=utcnow() - ago))
+
+
+def test_a_stalled_feed_shows_in_readyz_and_metrics_without_turning_unready(
+    client: FlaskClient, rt: Runtime
+) -> None:
+    limit = rt.settings.service.stalled_feed_minutes
+    assert limit == 120  # the default
+    # fake_contacts: its last successful run is older than the limit; an error since.
+    _finish_run(rt, "fake_contacts", "ok", dt.timedelta(minutes=limit + 5))
+    _finish_run(rt, "fake_contacts", "error", dt.timedelta(minutes=1))
+    # fake_matches: a successful run a minute ago. fake_moodle: an event a minute ago.
+    _finish_run(rt, "fake_matches", "ok", dt.timedelta(minutes=1))
+    inbox.store(rt.db, [inbox.Notice("m1", "moodle", "fake_moodle", "moodle:x", "7")])
+    # fake_completions: nothing ever.
+
+    response = client.get("/readyz")
+    assert response.status_code == 200  # detail, not a reason to leave the load balancer
+    assert response.get_json()["feeds"] == {
+        "fake_completions": "stalled: no event and no successful run yet",
+        "fake_contacts": f"stalled: no event and no successful run for over {limit} min",
+        "fake_matches": "ok",
+        "fake_moodle": "ok",
+    }
+    m = parse_metrics(client.get("/metrics").get_data(as_text=True))
+    stalled = {k: v for k, v in m.items() if k.startswith("mentorsync_feed_stalled")}
+    assert stalled == {
+        'mentorsync_feed_stalled{kind="fake_completions"}': 1,
+        'mentorsync_feed_stalled{kind="fake_contacts"}': 1,
+        'mentorsync_feed_stalled{kind="fake_matches"}': 0,
+        'mentorsync_feed_stalled{kind="fake_moodle"}': 0,
+    }
+    last = m['mentorsync_feed_last_activity_timestamp_seconds{kind="fake_matches"}']
+    assert abs(last - (utcnow() - dt.timedelta(minutes=1)).timestamp()) < 5
+    assert 'mentorsync_feed_last_activity_timestamp_seconds{kind="fake_completions"}' not in m

@@ -13,6 +13,9 @@ Moodle answers errors with HTTP 200 and ``{"exception","errorcode","message"}``.
 - :class:`MoodleConfigurationError`: the token, the service or the permissions are wrong; ``hint``
   says what the admin should enable.
 - :class:`MoodleRecordError`: Moodle refused the data of this call (``invalidparameter``...).
+- ``dmlwriteexception`` ("Error writing to database"): on a read, transient (concurrent first
+  calls race to insert the token user's ``last_time_enrolments_synced`` preference); on a write,
+  resent once, then :class:`MoodleWriteRefusedError` (a value the database refuses).
 - :class:`MoodleProtocolError`: an answer that is not the web-service protocol (XML, a redirect).
 - :class:`UnknownOutcomeError`: a write (``write=True``) that may or may not have happened: read
   timeout, connection lost after sending, HTTP 502/504 from a gateway, a 200 that is not JSON
@@ -29,9 +32,11 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -43,11 +48,13 @@ from connector.clients.moodle.params import PROTOCOL_FIELDS, count_fields, encod
 from connector.config import MoodleSettings
 from connector.errors import (
     BatchTooLargeError,
+    ConfigError,
     MoodleConfigurationError,
     MoodleError,
     MoodleProtocolError,
     MoodleRecordError,
     MoodleTransientError,
+    MoodleWriteRefusedError,
     UnknownOutcomeError,
 )
 
@@ -105,6 +112,8 @@ _CONFIG_HINTS: dict[str, str] = {
 # (wsaccessusersuspended, wsaccessuserdeleted, wsaccessusernologin...).
 _USER_ACCESS_HINT = "the integration user cannot log in (suspended, deleted or not confirmed)"
 _TRANSIENT_CODES = frozenset({"sitemaintenance"})
+# "Error writing to database": a race between concurrent calls, or a value the database refuses.
+DML_WRITE = "dmlwriteexception"
 # A real Moodle error code; the weak-password case puts the policy's HTML there instead (05_).
 _CODE_SHAPE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 # Gateways that may have passed the request on before failing: on a write, outcome unknown.
@@ -122,6 +131,49 @@ _STATUS_HINT = (
     "check that moodle.url is the site's wwwroot and that the REST protocol is enabled (Site "
     "administration > Server > Web services > Manage protocols)"
 )
+
+
+# The mentorsync Moodle plugin's read-only bulk completion function (deploy/moodle/).
+PLUGIN_COMPLETIONS = "local_mentorsync_get_completions"
+
+
+def has_plugin(site_info: Mapping[str, Any]) -> bool:
+    """Whether the token may call the plugin's bulk completion read (site info lists it)."""
+    functions = site_info.get("functions") or []
+    return any(isinstance(f, Mapping) and f.get("name") == PLUGIN_COMPLETIONS for f in functions)
+
+
+@dataclass(frozen=True)
+class InputVarsLimit:
+    """How many form fields of one call reach Moodle: ``value`` exactly, or at least ``value``.
+
+    PHP 8 keeps one body field past its ``max_input_vars`` (``add_post_vars`` in
+    main/php_variables.c stores a field, then counts it): at 1000, 1001 fields arrive.
+    """
+
+    value: int
+    at_least: bool
+
+
+def check_max_input_vars(client: MoodleClient, userid: int | None = None) -> InputVarsLimit:
+    """Measure the site's max_input_vars; refuse a configured ``moodle.max_input_vars`` above it.
+
+    For ``doctor`` and the worker at start. ``userid`` is the integration user's id (from site
+    info when not given). Raises :class:`ConfigError` naming the key and what PHP has.
+    """
+    if userid is None:
+        userid = int(client.site_info()["userid"])
+    configured = client.settings.max_input_vars
+    limit = client.measure_max_input_vars(configured, userid)
+    if not limit.at_least:
+        raise ConfigError(
+            "moodle.max_input_vars",
+            f"{configured} is above the Moodle server's limit: PHP keeps {limit.value} form "
+            f"fields of a call and drops the rest silently (max_input_vars = {limit.value - 1} "
+            f"in its php.ini, as PHP keeps one past it): set moodle.max_input_vars to "
+            f"{limit.value - 1}, or raise max_input_vars on the Moodle server",
+        )
+    return limit
 
 
 def missing_functions(site_info: Mapping[str, Any]) -> list[str]:
@@ -167,6 +219,8 @@ class MoodleClient:
         ``retry_attempts`` attempts and ``retry_max_seconds`` in total. With ``write=True`` a call
         whose outcome cannot be known (read timeout, connection lost after sending, a 502/504
         gateway error, a non-JSON 200 answer) raises :class:`UnknownOutcomeError` unretried.
+        ``dmlwriteexception`` is transient on a read; a write is resent once, and failing again
+        raises :class:`MoodleWriteRefusedError` (the data's fault: the caller bisects).
         """
         fields = encode(params)
         total = PROTOCOL_FIELDS + len(fields)
@@ -175,6 +229,32 @@ class MoodleClient:
             raise BatchTooLargeError(
                 f"Moodle {wsfunction}: {total} form fields, over the limit of {self.field_limit}"
             )
+        if not write:
+            return self._send(wsfunction, fields, write)
+        try:
+            return self._send(wsfunction, fields, write)
+        except MoodleRecordError as exc:
+            if exc.errorcode != DML_WRITE:
+                raise
+            first = exc
+        # dmlwriteexception on a write: the enrolment-check race (nothing of the call ran) or
+        # a value the database refuses. Every write function mentorsync calls runs in one
+        # database transaction (or one per user, for core_user_update_users), so nothing of the
+        # batch stayed: one resend is safe; failing again, it is the data's fault.
+        log.warning("moodle %s: %s on a write, resending once", wsfunction, DML_WRITE)
+        self.sleep(random.uniform(0, 1))  # jitter, as the read retries have
+        try:
+            return self._send(wsfunction, fields, write)
+        except MoodleRecordError as exc:
+            if exc.errorcode != DML_WRITE:
+                raise
+            raise MoodleWriteRefusedError(
+                wsfunction, DML_WRITE, exc.exception, exc.upstream_message, exc.debuginfo
+            ) from first
+
+    def _send(self, wsfunction: str, fields: _Body, write: bool) -> Any:
+        """POST ``fields`` with the protocol fields, retrying transient failures (see call)."""
+        total = PROTOCOL_FIELDS + len(fields)
         body = [
             ("wstoken", self.settings.token.get()),
             ("wsfunction", wsfunction),
@@ -285,8 +365,44 @@ class MoodleClient:
                 ) from None
             raise MoodleTransientError(wsfunction, "notjson") from None
         if isinstance(data, dict) and "exception" in data and "errorcode" in data:
-            raise _error(wsfunction, data, body)
+            raise _error(wsfunction, data, body, write)
         return data
+
+    # --- PHP's real max_input_vars ---------------------------------------------------------
+
+    def fields_arrive(self, total: int, userid: int) -> bool:
+        """Whether a call of ``total`` form fields reaches Moodle whole (the probe's one call).
+
+        core_user_get_users_by_field by id with ``total - 4`` values: ``0`` (no such user) but
+        the last, the integration user's own ``userid``. PHP drops the fields past its
+        max_input_vars without a word, so that user comes back only when every field arrived.
+        """
+        if total < PROTOCOL_FIELDS + 2:
+            raise ValueError(f"fields_arrive: total must be >= {PROTOCOL_FIELDS + 2}, got {total}")
+        count = total - PROTOCOL_FIELDS - 1
+        fields: _Body = [("field", "id")]
+        fields += [(f"values[{i}]", "0") for i in range(count - 1)]
+        fields.append((f"values[{count - 1}]", str(userid)))
+        answer = self._send("core_user_get_users_by_field", fields, write=False)
+        return any(isinstance(u, Mapping) and u.get("id") == userid for u in answer or [])
+
+    def measure_max_input_vars(self, ceiling: int, userid: int) -> InputVarsLimit:
+        """PHP's max_input_vars on the site, measured up to ``ceiling`` (one call when it holds).
+
+        When ``ceiling`` fields arrive the answer is ``at_least`` ceiling; otherwise a binary
+        search (about log2(ceiling) calls) finds the exact limit.
+        """
+        if self.fields_arrive(ceiling, userid):
+            return InputVarsLimit(ceiling, at_least=True)
+        low, high = PROTOCOL_FIELDS + 1, ceiling  # low: nothing to lose; high: known to fail
+        while high - low > 1:
+            middle = (low + high) // 2
+            if self.fields_arrive(middle, userid):
+                low = middle
+            else:
+                high = middle
+        log.info("moodle max_input_vars measured: %d", low)
+        return InputVarsLimit(low, at_least=False)
 
     # --- batching ---------------------------------------------------------------------------
 
@@ -359,9 +475,64 @@ class MoodleClient:
         """The course's sections, each with its ``modules`` (id = cmid, idnumber...)."""
         return list(self.call("core_course_get_contents", {"courseid": courseid}))
 
-    def get_enrolled_users(self, courseid: int) -> list[dict[str, Any]]:
-        """Users enrolled in the course, with their ``roles`` and ``groups``."""
-        return list(self.call("core_enrol_get_enrolled_users", {"courseid": courseid}))
+    def get_enrolled_users(
+        self, courseid: int, options: Mapping[str, str | int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Users enrolled in the course (active and suspended), by default with every field.
+
+        ``options`` are core_enrol_get_enrolled_users' (enrol/externallib.php): ``userfields``
+        (``"id,idnumber,roles"`` keeps payloads small; ``id`` and ``fullname`` always come back),
+        ``onlyactive``/``onlysuspended`` (1), ``groupid``, ``limitfrom``, ``limitnumber``,
+        ``sortby``, ``sortdirection``.
+        """
+        params: dict[str, Any] = {"courseid": courseid}
+        if options:
+            params["options"] = [{"name": k, "value": v} for k, v in options.items()]
+        return list(self.call("core_enrol_get_enrolled_users", params))
+
+    def get_course_module(self, cmid: int) -> dict[str, Any]:
+        """The ``cm`` of core_course_get_course_module: ``id``, ``course``, ``completion`` and,
+        for a user with moodle/course:manageactivities, ``idnumber`` (contents leave it out)."""
+        return dict(self.call("core_course_get_course_module", {"cmid": cmid})["cm"])
+
+    def get_course_module_by_instance(self, module: str, instance: int) -> dict[str, Any]:
+        """The ``cm`` of a module instance (``page``, 3), shaped like :meth:`get_course_module`."""
+        answer = self.call(
+            "core_course_get_course_module_by_instance", {"module": module, "instance": instance}
+        )
+        return dict(answer["cm"])
+
+    def get_groups(self, groupids: Sequence[int]) -> list[dict[str, Any]]:
+        """Groups by id (every id must exist: a missing one fails the call, ``invalidrecord``)."""
+        return self._batched_read("core_group_get_groups", "groupids", groupids, {})
+
+    def get_completions_page(
+        self, courseid: int, since: int = 0, cursor: str = "", limit: int = 1000
+    ) -> dict[str, Any]:
+        """One page of the mentorsync plugin's bulk completion read (``local_mentorsync``).
+
+        ``{"activities": [{"userid","cmid","idnumber","completionstate","timemodified"}],
+        "courses": [{"userid","timecompleted"}], "nextcursor": str, "servertime": int}``;
+        an empty ``nextcursor`` is the last page. Only on sites with the plugin
+        (:func:`has_plugin`).
+        """
+        params = {"courseid": courseid, "since": since, "cursor": cursor, "limit": limit}
+        return dict(self.call(PLUGIN_COMPLETIONS, params))
+
+    def get_completions(
+        self, courseid: int, since: int = 0, limit: int = 1000
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Every page of :meth:`get_completions_page`: ``(activities, courses)``."""
+        activities: list[dict[str, Any]] = []
+        courses: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            page = self.get_completions_page(courseid, since, cursor, limit)
+            activities.extend(page.get("activities") or [])
+            courses.extend(page.get("courses") or [])
+            cursor = str(page.get("nextcursor") or "")
+            if not cursor:
+                return activities, courses
 
     def get_course_groups(self, courseid: int) -> list[dict[str, Any]]:
         """The course's groups (id, name, idnumber...)."""
@@ -452,7 +623,9 @@ def _never_sent(exc: requests.exceptions.ConnectionError) -> bool:
     return isinstance(reason, NewConnectionError)
 
 
-def _error(wsfunction: str, data: Mapping[str, Any], body: _Body) -> MoodleError:
+def _error(
+    wsfunction: str, data: Mapping[str, Any], body: _Body, write: bool = False
+) -> MoodleError:
     """Turn Moodle's ``{"exception","errorcode","message"}`` answer into a typed error."""
     raw_code = str(data.get("errorcode") or "")
     message = str(data.get("message") or "")
@@ -470,7 +643,10 @@ def _error(wsfunction: str, data: Mapping[str, Any], body: _Body) -> MoodleError
         # invalidrecord names the table: external_functions means no such function (61_);
         # any other table is a missing course or user, a record problem (18_).
         error = _configuration_error(wsfunction, code, body, "nosuchfunction", upstream)
-    elif code in _TRANSIENT_CODES:
+    elif code in _TRANSIENT_CODES or (code == DML_WRITE and not write):
+        # A read answering dmlwriteexception lost the race to insert the integration user's
+        # last_time_enrolments_synced preference (webservice/lib.php, enrol_check_plugins):
+        # the winner has inserted it, so the same call succeeds next time.
         error = MoodleTransientError(wsfunction, code, *upstream)
     else:
         error = MoodleRecordError(wsfunction, code, *upstream)

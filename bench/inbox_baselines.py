@@ -1,0 +1,147 @@
+"""Earlier ways of writing the inbox, kept so that ``bench/webhooks.py`` measures before and after
+in one run, on one machine, under one load.
+
+- ``one-by-one``: each delivery in a transaction of its own (a SELECT for duplicates, then an
+  INSERT, through SQLAlchemy Core), committed by the request's thread: one fsync per delivery,
+  SQLite's busy handler between writers. The inbox before group commit.
+- ``group-v1``: the first group commit: one writer thread per process batching concurrent
+  deliveries, but each batch still the SELECT + INSERT transaction above (three round trips on
+  PostgreSQL: the SELECT with its BEGIN, the INSERT, the COMMIT).
+
+:func:`install` swaps one of them into the server process.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from connector.state import inbox
+from connector.state.database import InboxEvent, StateDB, utcnow
+from connector.state.inbox import Notice, StoreResult
+
+MODES = ("one-by-one", "group-v1", "group")
+_CHUNK = 500
+_EXISTING = select(InboxEvent.dedup_key, InboxEvent.record_id, InboxEvent.modstamp).where(
+    or_(
+        InboxEvent.dedup_key.in_(bindparam("keys", expanding=True)),
+        InboxEvent.record_id.in_(bindparam("ids", expanding=True)),
+    )
+)
+_INSERT = insert(InboxEvent)
+
+
+def core_store_batch(conn: Connection, batch: Sequence[Sequence[Notice]]) -> list[StoreResult]:
+    """The earlier ``inbox.store_batch``: SELECT what is stored, INSERT the rest."""
+    keys: set[str] = set()
+    changed: set[str] = set()
+    for notices in batch:
+        for notice in notices:
+            keys.add(notice.dedup_key)
+            if notice.modstamp:
+                changed.add(notice.record_id)
+    seen_keys, seen_changes = _existing(conn, sorted(keys), sorted(changed))
+    now = utcnow()
+    results: list[StoreResult] = []
+    new_rows: list[dict[str, object]] = []
+    for notices in batch:
+        result = StoreResult()
+        for notice in notices:
+            change = (notice.record_id, notice.modstamp) if notice.modstamp else None
+            if notice.dedup_key in seen_keys or (change and change in seen_changes):
+                result.duplicates += 1
+                continue
+            seen_keys.add(notice.dedup_key)
+            if change:
+                seen_changes.add(change)
+            new_rows.append(
+                {
+                    "dedup_key": notice.dedup_key,
+                    "source": notice.source,
+                    "kind": notice.kind,
+                    "object": notice.object,
+                    "record_id": notice.record_id,
+                    "modstamp": notice.modstamp,
+                    "received_at": now,
+                    "status": "pending",
+                    "attempts": 0,
+                }
+            )
+            result.stored += 1
+            result.kinds.add(notice.kind)
+        results.append(result)
+    if new_rows:
+        conn.execute(_INSERT, new_rows)
+    return results
+
+
+def _existing(
+    conn: Connection, keys: Sequence[str], changed_ids: Sequence[str]
+) -> tuple[set[str], set[tuple[str, str]]]:
+    existing: set[str] = set()
+    known_changes: set[tuple[str, str]] = set()
+    for start in range(0, max(len(keys), len(changed_ids)), _CHUNK):
+        window = slice(start, start + _CHUNK)
+        rows = conn.execute(_EXISTING, {"keys": keys[window], "ids": changed_ids[window]})
+        for key, record_id, modstamp in rows:
+            existing.add(key)
+            if modstamp is not None:
+                known_changes.add((record_id, modstamp))
+    return existing, known_changes
+
+
+def store_one_by_one(db: StateDB, notices: Sequence[Notice]) -> StoreResult:
+    """``one-by-one``: a deferred transaction per delivery, retried once on a key conflict."""
+    try:
+        with db.engine.begin() as conn:
+            return core_store_batch(conn, [notices])[0]
+    except IntegrityError:
+        with db.engine.begin() as conn:
+            return core_store_batch(conn, [notices])[0]
+
+
+def _group_v1_commit(self: Any, db: StateDB, batch: list[Sequence[Notice]]) -> list[StoreResult]:
+    """``group-v1``: the writer's transaction as it was (replaces ``InboxWriter._commit``)."""
+    try:
+        return _group_v1_transaction(self, db, batch)
+    except IntegrityError:
+        return _group_v1_transaction(self, db, batch)
+
+
+def _group_v1_transaction(
+    self: Any, db: StateDB, batch: list[Sequence[Notice]]
+) -> list[StoreResult]:
+    if self._conn is None:
+        self._conn = db.engine.connect()
+    conn = self._conn
+    try:
+        if self._sqlite:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        results = core_store_batch(conn, batch)
+        conn.commit()
+    except BaseException:
+        self._conn = None
+        conn.invalidate()
+        conn.close()
+        raise
+    return results
+
+
+def install(mode: str) -> None:
+    """Make this (server) process write the inbox the ``mode`` way; ``group`` changes nothing."""
+    if mode == "one-by-one":
+        import webhooks.outbound
+
+        webhooks.outbound.inbox = types.SimpleNamespace(  # type: ignore[attr-defined]
+            Notice=inbox.Notice, store=store_one_by_one
+        )
+    elif mode == "group-v1":
+        from connector.state.inbox_writer import InboxWriter
+
+        InboxWriter._commit = _group_v1_commit  # type: ignore[method-assign]
+    elif mode != "group":
+        raise ValueError(f"unknown inbox mode {mode!r}; one of {', '.join(MODES)}")

@@ -1,0 +1,38 @@
+"""The max_input_vars probe against the sandbox Moodle, which cuts fields like PHP."""
+
+from __future__ import annotations
+
+import pytest
+
+from connector.clients.moodle.client import InputVarsLimit, MoodleClient, check_max_input_vars
+from connector.config import MoodleSettings, Secret, Settings
+from connector.errors import ConfigError
+from connector.service.doctor import check_moodle
+from sandbox.moodle import MoodleSandbox
+
+
+@pytest.mark.parametrize(("php", "configured"), [(1000, 5000), (2500, 3000)])
+def test_the_probe_measures_the_sandboxes_limit(php: int, configured: int) -> None:
+    with MoodleSandbox(max_input_vars=php) as moodle:
+        settings = MoodleSettings(url=moodle.url, token=Secret(moodle.token))
+        settings.max_input_vars = configured
+        client = MoodleClient(settings)
+        userid = int(client.site_info()["userid"])
+        assert client.measure_max_input_vars(configured, userid) == InputVarsLimit(php, False)
+        with pytest.raises(ConfigError, match=f"PHP keeps {php} form fields"):
+            check_max_input_vars(client)
+
+
+def test_the_doctor_refuses_a_setting_above_phps_limit() -> None:
+    with MoodleSandbox(max_input_vars=1000) as moodle:
+        settings = Settings()
+        settings.moodle = MoodleSettings(url=moodle.url, token=Secret(moodle.token))
+        checks = {c.name: c for c in check_moodle(settings, MoodleClient(settings.moodle))}
+        probe = checks["max_input_vars"]
+        assert probe.status == "fail"
+        assert "5000 is above the Moodle server's limit: PHP keeps 1000 form fields" in (
+            probe.detail
+        )
+        settings.moodle.max_input_vars = 1000
+        checks = {c.name: c for c in check_moodle(settings, MoodleClient(settings.moodle))}
+        assert checks["max_input_vars"].status == "ok"
