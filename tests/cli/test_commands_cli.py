@@ -231,3 +231,13 @@ def test_settings_from_the_environment_alone_are_enough(
     result = CliRunner().invoke(main, ["status"])
     assert result.exit_code == 0, result.output
     assert f"No state database yet ({tmp_path / 'state' / 'mentorsync.db'})" in result.output
+
+
+def test_the_stalled_feed_alarm_can_be_off(cli: Cli) -> None:
+    cli.config.write_text(cli.config.read_text() + "stalled_feed_minutes = 0\n", encoding="utf-8")
+    _seed_run(cli.config, "ok", dt.timedelta(days=30))
+    result = cli("status")
+    assert result.exit_code == 0, result.output
+    feed = next(line.split() for line in result.output.splitlines() if line.startswith(" people"))
+    assert feed[-1] == "off"
+    assert json.loads(cli("status", "--json").output)["feeds"][0]["stalled"] is False

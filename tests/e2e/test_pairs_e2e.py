@@ -168,7 +168,7 @@ def test_cancel_undoes_exactly_what_mentorsync_did(world: World) -> None:
     w = world
     MembersSync().run(w.ctx, SyncRequest(mode="full"))
     # One of the dual-role person's matches: she keeps what her other match needs.
-    as_mentee, as_mentor = w.report.dual_role_matches
+    as_mentee, _as_mentor = w.report.dual_role_matches
     # A hand enrolment before mentorsync looked: never mentorsync's to undo.
     cancel = next(m for m in w.ready() if w.alone(m))
     mentor, mentee = people(w, cancel)

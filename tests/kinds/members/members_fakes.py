@@ -256,7 +256,7 @@ class FakeSalesforce:
     updates: list[dict[str, Any]] = field(default_factory=list)
     # While set, Collections updates answer HTTP 503 (an outage after Moodle was written).
     updates_down: bool = False
-    # After this many Collections updates, answer the org's daily limit (403 REQUEST_LIMIT_EXCEEDED).
+    # After this many Collections updates, answer the daily limit (403 REQUEST_LIMIT_EXCEEDED).
     budget_spent_after: int | None = None
     clock: dt.datetime = field(
         default_factory=lambda: dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)

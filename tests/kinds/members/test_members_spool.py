@@ -15,9 +15,9 @@ from members_fakes import FakeMoodle, FakeSalesforce, make_context
 
 from connector.engine.kind import SyncRequest
 from connector.engine.spool import PREFIX, sweep_leftovers
-from connector.kinds.members.spool import MemberPlanSpool as PlanSpool
 from connector.kinds.members.kind import MembersSync
 from connector.kinds.members.plan import ADOPT, CONFLICT, CREATE, Action
+from connector.kinds.members.spool import MemberPlanSpool as PlanSpool
 from connector.state import bookkeeping
 
 CID = "003TEST00000001AAA"
