@@ -223,3 +223,56 @@ def test_drift_is_healed_and_a_mass_cancel_is_stopped(world: World) -> None:
     assert stopped.status == "stopped"
     assert stopped.reason.startswith("mass_change: would undo ")
     assert w.members(match_id) == {mentor, mentee}
+
+
+def test_a_failure_midway_through_the_pairs_then_a_re_run_converges(world: World) -> None:
+    w = world
+    w.ctx.settings.moodle.retry_attempts = 1
+    MembersSync().run(w.ctx, SyncRequest(mode="full"))
+    # Moodle is down for the group-member calls: enrolments and groups are made, then it stops.
+    w.moodle.faults.add("core_group_add_group_members", "http503", times=5)
+
+    broken = w.pairs("full")
+
+    assert broken.status == "error"
+    assert broken.reason.startswith("moodle:")
+    ready = w.ready()
+    assert broken.counts["groups_created"] == len(ready)
+    assert "members_added" not in broken.counts
+    assert all(w.members(m) == set() for m in ready)
+    with w.ctx.db.session() as session:  # what was made is owned, so it can be undone later
+        groups = set(session.scalars(select(Ownership.owner).where(Ownership.thing == "group")))
+    assert groups == set(ready)
+
+    w.moodle.faults.clear()
+    healed = w.pairs("full")
+
+    assert healed.status in ("ok", "failed_records"), healed.reason
+    assert "groups_created" not in healed.counts  # never a second group for one match
+    assert healed.counts["members_added"] == 2 * len(ready)
+    for match_id in ready:
+        assert w.members(match_id) == set(people(w, match_id))
+        assert w.match(match_id)["LMS_Sync_Status__c"] == "Synced"
+
+
+def test_a_mentor_lapsing_mid_year_is_reported_on_the_match(world: World) -> None:
+    w = world
+    MembersSync().run(w.ctx, SyncRequest(mode="full"))
+    assert w.pairs("full").status in ("ok", "failed_records")
+    match_id = next(m for m in w.ready() if w.alone(m))
+    mentor_contact = w.match(match_id)["Mentor__c"]
+    mentor, mentee = people(w, match_id)
+    w.sf.store.update("Contact", mentor_contact, {"Member_Status__c": "Lapsed"})
+    MembersSync().run(w.ctx, SyncRequest(mode="ids", ids=(mentor_contact,)))
+    assert w.moodle.site.users[mentor]["suspended"] in (1, True)
+
+    result = w.pairs("ids", ids=(mentor_contact,))  # a Contact event re-reads her matches
+
+    assert result.failed == 1
+    record = w.match(match_id)
+    assert (record["LMS_Sync_Status__c"], record["LMS_Sync_Error__c"]) == (
+        "Failed",
+        "person:lapsed",
+    )
+    # Her suspended account keeps its place; nothing is half-undone while staff decide.
+    assert w.members(match_id) == {mentor, mentee}
