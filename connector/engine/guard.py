@@ -11,14 +11,23 @@ from __future__ import annotations
 
 
 def mass_change(
-    verb: str, destructive: int, base: int, base_label: str, share: float, count: int
+    verb: str,
+    destructive: int,
+    base: int,
+    base_label: str,
+    share: float,
+    count: int,
+    *,
+    floor: int = 0,
 ) -> str:
     """Why ``destructive`` actions over ``base`` things must not run unasked, or "".
 
     Stops when they are more than ``count``, or more than ``share`` of ``base``:
     ``mass_change: would suspend 40 of 500 linked active accounts (limits: 5%, 100); ...``.
+    Up to ``floor`` always go through (one cancelled pair is a handful of undos, however small
+    the programme).
     """
-    if destructive <= 0:
+    if destructive <= max(0, floor):
         return ""
     if destructive > count or destructive > share * base:
         return (

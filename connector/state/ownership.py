@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from connector.state.database import Ownership, utcnow
@@ -89,6 +89,14 @@ def forget(session: Session, kind: str, entries: Iterable[Entry]) -> None:
                 ),
             )
         )
+
+
+def count(session: Session, kind: str) -> int:
+    """How many entries ``kind`` holds in all (a mass-change guard's base)."""
+    return int(
+        session.scalar(select(func.count()).select_from(Ownership).where(Ownership.kind == kind))
+        or 0
+    )
 
 
 def owned_by(session: Session, kind: str, owners: Iterable[str]) -> list[Entry]:

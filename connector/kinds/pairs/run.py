@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 KIND = read.KIND
 CURSOR = "pairs:Mentorship_Match__c"
+# Undos that always go through: a cancelled pair is about eight (two members, the group, the
+# mentor's role, four enrolments), whatever the size of the programme.
+GUARD_FLOOR = 10
 WRITEBACK_STAGE = "salesforce:writeback"
 
 
@@ -107,6 +110,7 @@ class PairsRun(KindRun):
         self.members = load_field_map(ctx.settings.members.field_map)
         self.writebacks: list[WriteBack] = []
         self.owned = Owned()
+        self.ledger_size = 0
         self._spool: PlanSpool[Action] | None = None
         self._lines: list[tuple[str, str]] = []
         self._errors: dict[str, str] = {}
@@ -170,6 +174,8 @@ class PairsRun(KindRun):
         state = read.moodle_state(ctx.moodle, orientation, programme, planned)
         with ctx.db.session() as session:
             self.owned = read.ledger(session, planned, involved_users(matches, people, first))
+            # The guard's base: everything mentorsync made, not only this run's part of it.
+            self.ledger_size = ownership.count(session, KIND)
         plan = plan_pairs(
             matches,
             people,
@@ -239,10 +245,11 @@ class PairsRun(KindRun):
         return mass_change(
             "undo",
             self.spool.destructive,
-            guard_base(self.owned),
+            max(self.ledger_size, guard_base(self.owned)),
             "grants mentorsync made",
             s.mass_change_share,
             s.mass_change_count,
+            floor=GUARD_FLOOR,
         )
 
     def plan_lines(self) -> list[tuple[str, str, str]]:

@@ -348,8 +348,6 @@ class ProgressRun(KindRun):
     def guard(self) -> str:
         """Stop before deleting too many meeting records (over the last full read's count);
         at most :data:`GUARD_FLOOR` deletions always go through."""
-        if self.spool.destructive <= GUARD_FLOOR:
-            return ""
         base = self.meetings_read
         if not self.full_scan:
             base = max(base, self.last_meetings or 0)
@@ -360,6 +358,7 @@ class ProgressRun(KindRun):
             "meeting records",
             self.programme.mass_change_share,
             self.programme.mass_change_count,
+            floor=GUARD_FLOOR,
         )
 
     def plan_lines(self) -> list[tuple[str, str, str]]:
