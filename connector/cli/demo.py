@@ -40,7 +40,7 @@ OUTCOMES: tuple[tuple[str, str], ...] = (
     ("updated", "accounts updated"),
     ("suspended", "suspended (lapsed)"),
     ("reactivated", "reactivated (returned)"),
-    ("conflicts", "left to staff (shared email)"),
+    ("conflicts", "left to staff (email or username shared)"),
     ("rejected", "refused (data unusable)"),
     ("skipped", "skipped (no email)"),
     ("failed", "failed (retried later)"),
@@ -170,7 +170,8 @@ def _run_demo(members: int, keep: bool) -> None:
             ctx = Context(settings)
             first = kinds()["members"].run(ctx, SyncRequest(mode="full"))
             ctx.close()
-            console.print(f"  {_in_words(first.counts)}", overflow="fold")
+            for outcome in _in_words(first.counts).split(", "):
+                console.print(f"  {outcome}")
             if first.status not in {"ok", "failed_records"}:
                 raise DemoStepError(f"first sync {first.status}: {first.reason}")
 
@@ -267,14 +268,13 @@ def _settled(settings: Any) -> bool:
 def _summary(settings: Any, sf: Any, moodle: Any, kept: Path | None, log_dir: Path) -> None:
     from sqlalchemy import func, select
 
-    from connector.state.database import FailedRecord, InboxEvent, Run, StateDB
+    from connector.state.database import FailedRecord, Run, StateDB
 
     db = StateDB(settings.database_url)
     try:
         with db.session() as session:
             runs = list(session.scalars(select(Run).where(Run.kind == "members").order_by(Run.id)))
             failed = session.scalar(select(func.count()).select_from(FailedRecord)) or 0
-            events = session.scalar(select(func.count()).select_from(InboxEvent)) or 0
     finally:
         db.dispose()
     # The first run is the full sync; the ones after it are the worker's, woken by webhooks.
@@ -291,8 +291,7 @@ def _summary(settings: Any, sf: Any, moodle: Any, kept: Path | None, log_dir: Pa
         table.add_row(label, f"{first.get(key, 0):,}", f"{later.get(key, 0):,}")
     console.print(table)
     console.print(
-        f"  Change notices from Salesforce: {events}; member syncs run by the worker: "
-        f"{max(len(runs) - 1, 0)}\n"
+        f"  Member syncs the worker ran, woken by Salesforce: {max(len(runs) - 1, 0)}\n"
         f"  Records waiting for a retry: {failed}\n"
         f"  API calls: Moodle {sum(moodle.calls.values()):,}, "
         f"Salesforce {sum(sf.calls.values()):,}"

@@ -67,6 +67,9 @@ class KindRun(ABC):
     cursor_name: ClassVar[str | None] = None
     #: Stages whose failures are data errors: they wait for the source record to change.
     data_stages: ClassVar[frozenset[str]] = frozenset({"mapping", "plan"})
+    #: Counters whose records are also counted in ``failed`` (conflicts, rejections): the
+    #: summary says them once, and ``other_failures`` counts the failures not among them.
+    failure_counters: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, ctx: Context, request: SyncRequest, progress: ProgressHook | None = None
@@ -119,6 +122,9 @@ class KindRun(ABC):
         """The counts stored with the run and returned (non-zero ones, ``failed`` always)."""
         counts = {k: v for k, v in self.counts.items() if v}
         counts.setdefault("failed", 0)
+        other = counts["failed"] - sum(counts.get(k, 0) for k in self.failure_counters)
+        if self.failure_counters and other > 0:
+            counts["other_failures"] = other
         return counts
 
     # --- the run ------------------------------------------------------------------------

@@ -43,8 +43,11 @@ class MembersSync:
         "skipped": "{n} skipped (not in the programme)",
         "conflicts": "{n} conflicts (shared email or username)",
         "rejected": "{n} rejected (data missing or invalid)",
-        "failed": "{n} failed",
+        "other_failures": "{n} failed",
     }
+    # "failed" counts the conflicts and rejections too (the exit status and --json need the
+    # total); the words say each failure once.
+    internal_counters = ("failed",)
 
     def objects_for(self, settings: Settings) -> tuple[str, ...]:
         """The source object of the field map (``Contact``, or ``Account`` for Person Accounts),

@@ -129,6 +129,7 @@ class MembersRun(KindRun):
 
     kind = KIND
     cursor_name = CURSOR
+    failure_counters = ("conflicts", "rejected")
 
     def __init__(
         self, ctx: Context, request: SyncRequest, progress: ProgressHook | None = None

@@ -36,8 +36,9 @@ class PairsSync:
         "roles_removed": "removed {n} mentor views",
         "reported": "{n} matches need attention",
         "accounts_made": "created {n} accounts first",
-        "failed": "{n} failed",
+        "other_failures": "{n} failed",
     }
+    internal_counters = ("failed", "matches_read", "forgotten")
 
     def objects_for(self, settings: Settings) -> tuple[str, ...]:
         """The match object of the pairs field map, and the people's object (a Contact change

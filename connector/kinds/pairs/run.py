@@ -99,6 +99,7 @@ class PairsRun(KindRun):
 
     kind = KIND
     cursor_name = CURSOR
+    failure_counters = ("reported",)
 
     def __init__(
         self, ctx: Context, request: SyncRequest, progress: ProgressHook | None = None
