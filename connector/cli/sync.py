@@ -37,6 +37,7 @@ from connector.context import Context
 from connector.engine import kind as engine_kind
 from connector.engine.kind import RunResult, SyncKind, SyncRequest
 
+ALL = "all"
 EXIT_OK = 0
 EXIT_FAILED_RECORDS = 1
 EXIT_STOPPED = 2
@@ -54,11 +55,13 @@ class KindsGroup(click.Group):
     """A group whose subcommands are the registered sync kinds."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        """The kinds' names."""
-        return sorted(_kinds())
+        """The kinds' names, and ``all``."""
+        return [*sorted(_kinds()), ALL]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        """The command of one kind."""
+        """The command of one kind, or ``all``."""
+        if cmd_name == ALL:
+            return all_command
         kind = _kinds().get(cmd_name)
         return make_command(cmd_name, kind) if kind is not None else None
 
@@ -241,12 +244,53 @@ def _null_console() -> Console:
 
 
 def exit_status(result: RunResult) -> int:
-    """0 ok or dry run, 1 records failed, 2 stopped or error."""
+    """0 ok or dry run, 1 records failed, 2 stopped or error (or a dry run the guard would
+    stop), 130 interrupted."""
     if result.status in ("stopped", "error", "interrupted"):
         return EXIT_INTERRUPTED if result.status == "interrupted" else EXIT_STOPPED
+    if result.status == "dry_run" and result.reason.startswith("would stop"):
+        return EXIT_STOPPED
     if result.status == "failed_records" or result.failed:
         return EXIT_FAILED_RECORDS
     return EXIT_OK
+
+
+@click.command(name=ALL)
+@click.option("--full", is_flag=True, help="Reconcile everything, not only what changed.")
+@click.option("--dry-run", is_flag=True, help="Print each kind's plan; change nothing.")
+@click.option(
+    "--allow-mass-change",
+    is_flag=True,
+    help="Apply even when a run would undo more than the configured share.",
+)
+@json_option
+@click.pass_obj
+def all_command(
+    app: Any, full: bool, dry_run: bool, allow_mass_change: bool, as_json: bool
+) -> None:
+    """Run every kind in its nightly order: members, then pairs, then progress.
+
+    Each kind runs under its own lock and reports as ``sync <kind>`` does; a kind that stops
+    does not keep the next from running. The exit status is the worst of the runs.
+    """
+    settings = app.require("moodle", "salesforce", storage=not dry_run)
+    request = SyncRequest(
+        mode="full" if full else "incremental", dry_run=dry_run, allow_mass_change=allow_mass_change
+    )
+    ordered = sorted(
+        _kinds().items(), key=lambda item: (engine_kind.schedule(item[1]).nightly_order, item[0])
+    )
+    console = _console()
+    results: list[tuple[SyncKind, RunResult]] = []
+    for name, kind in ordered:
+        result = run_kind(settings, name, kind, request, console=console, quiet=as_json)
+        results.append((kind, result))
+        if not as_json:
+            print_result(console, kind, result)
+    if as_json:
+        click.echo("[" + ",".join(result_json(k, r) for k, r in results) + "]")
+    statuses = [exit_status(r) for _, r in results]
+    sys.exit(max(statuses, key=lambda s: (s == EXIT_INTERRUPTED, s)) if statuses else EXIT_OK)
 
 
 COMMANDS: list[click.Command] = [sync_group]

@@ -259,3 +259,41 @@ def test_webhook_events_for_its_object_route_to_it(notes: Context) -> None:
         row = session.scalars(select(InboxEvent)).one()
     assert (row.kind, row.object, row.record_id) == ("notes", "Note__c", rid(7))
     assert ORG_ID  # the fake org the message comes from is allowed in make_settings
+
+
+def test_sync_all_runs_every_kind_in_its_nightly_order(
+    notes: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class EarlyNotes(NotesKind):
+        name = "early"
+        schedule = Schedule(nightly_order=5)
+
+        def run(
+            self, ctx: Context, request: SyncRequest, progress: ProgressHook | None = None
+        ) -> RunResult:
+            ran.append(self.name)
+            return RunResult(kind=self.name, status="stopped", reason="mass_change: test")
+
+    ran: list[str] = []
+    original = NotesKind.run
+
+    def notes_run(self: NotesKind, *args: Any) -> RunResult:
+        ran.append(self.name)
+        return original(self, *args)
+
+    monkeypatch.setattr(NotesKind, "run", notes_run)
+    connector.registry.register(EarlyNotes())
+    config = tmp_path / "mentorsync.toml"
+    config.write_text(
+        f'[service]\ndata_dir = "{tmp_path}"\nqueue_url = "memory://"\n'
+        '[moodle]\ntoken = "test-token"\n'
+        '[salesforce]\nauth = "session"\nsession_id = "test-session"\n'
+        'instance_url = "https://acme.my.salesforce.com"\n'
+    )
+    WORLD.source = {rid(1): ("a", T0)}
+
+    result = CliRunner().invoke(main, ["--config", str(config), "sync", "all"])
+
+    assert ran == ["early", "notes"]  # a stopped kind does not keep the next from running
+    assert result.exit_code == 2, result.output  # the worst of the runs
+    assert WORLD.target == {rid(1): "a"}

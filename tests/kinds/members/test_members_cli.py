@@ -132,6 +132,15 @@ def test_stopped_run_exits_2(config: Path, fakes: tuple[FakeMoodle, FakeSalesfor
     assert "source_empty" in output
 
 
+def test_a_dry_run_the_guard_would_stop_exits_2(
+    config: Path, fakes: tuple[FakeMoodle, FakeSalesforce]
+) -> None:
+    code, output = invoke(config, "sync", "members", "--full", "--dry-run")  # an empty source
+
+    assert code == 2
+    assert "would stop: source_empty" in output
+
+
 @pytest.mark.parametrize(
     ("status", "failed", "expected"),
     [("ok", 0, 0), ("dry_run", 0, 0), ("failed_records", 3, 1), ("stopped", 0, 2), ("error", 0, 2)],
