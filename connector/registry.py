@@ -25,9 +25,10 @@ def _load_built_in() -> None:
         return
     _BUILT_IN_LOADED = True
     from connector.kinds.members.kind import MembersSync
+    from connector.kinds.pairs.kind import PairsSync
     from connector.kinds.progress.kind import ProgressSync
 
-    for kind in (MembersSync(), ProgressSync()):
+    for kind in (MembersSync(), PairsSync(), ProgressSync()):
         REGISTRY.setdefault(kind.name, kind)
 
 

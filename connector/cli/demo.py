@@ -123,6 +123,7 @@ def demo(members: int, keep: bool) -> None:
 
 def _run_demo(members: int, keep: bool) -> None:
     """The demo's steps; a step that fails says which, then everything started is stopped."""
+    from connector.cli import demo_programme
     from connector.cli.sandbox import write_config
     from connector.config import load_settings
     from connector.context import Context
@@ -175,6 +176,9 @@ def _run_demo(members: int, keep: bool) -> None:
             if first.status not in {"ok", "failed_records"}:
                 raise DemoStepError(f"first sync {first.status}: {first.reason}")
 
+        with _step("Setting up the matched pairs in Moodle (pairs sync, full)", log_dir):
+            pairs_ready = demo_programme.make_pairs(console, settings, sf, story)
+
         with _step("Starting the web service and the worker (mentorsync run)", log_dir):
             env = dict(os.environ, MENTORSYNC_CONFIG=str(config), **service_env)
             out = (log_dir / "service.log").open("wb")
@@ -219,6 +223,13 @@ def _run_demo(members: int, keep: bool) -> None:
             _wait_for("Moodle to reflect the three changes", converged, 60)
             # Moodle changes before the run records its counts and write-back: wait for the
             # inbox to drain and every run to finish, so the summary is complete.
+            _wait_for("the worker's runs to finish", lambda: _settled(settings), 60)
+
+        with _step("Staff cancel a match and re-match its mentee in Salesforce", log_dir):
+            rematched = demo_programme.rematch(console, sf, moodle, pairs_ready, _wait_for)
+
+        with _step("Meetings ticked in Moodle come back to Salesforce (progress sync)", log_dir):
+            demo_programme.meetings(console, settings, sf, moodle, rematched)
             _wait_for("the worker's runs to finish", lambda: _settled(settings), 60)
 
         _summary(settings, sf, moodle, work if keep else None, log_dir)

@@ -297,3 +297,11 @@ def test_sync_all_runs_every_kind_in_its_nightly_order(
     assert ran == ["early", "notes"]  # a stopped kind does not keep the next from running
     assert result.exit_code == 2, result.output  # the worst of the runs
     assert WORLD.target == {rid(1): "a"}
+
+
+def test_the_composition_root_has_the_three_kinds_in_nightly_order() -> None:
+    from connector.engine.kind import schedule
+
+    built_in = connector.registry.kinds()
+    assert list(built_in) == ["members", "pairs", "progress"]
+    assert [schedule(k).nightly_order for k in built_in.values()] == [10, 20, 30]
