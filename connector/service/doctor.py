@@ -7,11 +7,11 @@ Each check says what it found and, when something is wrong, what to fix. The rep
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from connector.config import Settings
+from connector.engine.checks import Check, Seen
 from connector.errors import (
     ConfigError,
     MentorsyncError,
@@ -21,21 +21,6 @@ from connector.errors import (
     SalesforceBudgetError,
     SalesforceError,
 )
-
-# Manual completion in Moodle's course module record (COMPLETION_TRACKING_MANUAL).
-COMPLETION_MANUAL = 1
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of the doctor's report."""
-
-    system: str
-    name: str
-    status: str  # ok | fail | note
-    detail: str
-    fix: str = ""
-
 
 # Objects and fields mentorsync reads or writes, by default names (DESIGN.md's data model).
 DEFAULT_SALESFORCE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -122,6 +107,7 @@ def check_moodle(settings: Settings, moodle: Any) -> list[Check]:
         checks.append(Check("moodle", "functions", "ok", "every needed web-service function"))
 
     prog = settings.programme
+    seen_courses: dict[str, dict[str, Any]] = {}
     for label, shortname in (
         ("orientation course", prog.orientation_course),
         ("programme course", prog.programme_course),
@@ -141,8 +127,7 @@ def check_moodle(settings: Settings, moodle: Any) -> list[Check]:
             continue
         course = courses[0]
         checks.append(Check("moodle", label, "ok", f"{shortname} (id {course['id']})"))
-        if label == "programme course":
-            checks.append(_check_meeting_activities(settings, moodle, int(course["id"])))
+        seen_courses[shortname] = course
     checks.append(
         Check(
             "moodle", "roles and profile fields", "note",
@@ -151,6 +136,19 @@ def check_moodle(settings: Settings, moodle: Any) -> list[Check]:
             "cannot be listed through web services; the first sync reports them if wrong",
         )
     )
+    checks.extend(kind_checks(settings, moodle, Seen(info, seen_courses)))
+    return checks
+
+
+def kind_checks(settings: Settings, moodle: Any, seen: Seen) -> list[Check]:
+    """What each sync kind declares it needs of Moodle (its ``doctor_checks``)."""
+    from connector.registry import kinds
+
+    checks: list[Check] = []
+    for kind in kinds().values():
+        declared = getattr(kind, "doctor_checks", None)
+        if declared is not None:
+            checks.extend(declared(settings, moodle, seen))
     return checks
 
 
@@ -181,36 +179,6 @@ def _check_max_input_vars(moodle: Any, info: dict[str, Any]) -> Check:
 
 def _key_for(label: str) -> str:
     return "orientation_course" if label.startswith("orientation") else "programme_course"
-
-
-def _check_meeting_activities(settings: Settings, moodle: Any, courseid: int) -> Check:
-    """Meeting activities: manual-completion modules in the programme course.
-
-    ``core_course_get_contents`` does not return a module's idnumber, so the doctor counts
-    manual-completion activities against the configured list.
-    """
-    try:
-        sections = moodle.get_course_contents(courseid)
-    except MoodleError as exc:
-        return Check("moodle", "meeting activities", "fail", f"contents failed ({exc.errorcode})")
-    manual = [
-        module
-        for section in sections
-        for module in section.get("modules", [])
-        if module.get("completion") == COMPLETION_MANUAL
-    ]
-    wanted = len(settings.programme.meeting_activities)
-    if len(manual) < wanted:
-        return Check(
-            "moodle", "meeting activities", "fail",
-            f"{len(manual)} manual-completion activities in course {courseid}, {wanted} configured",
-            "add the meeting activities with manual completion, or fix "
-            "programme.meeting_activities",
-        )
-    return Check(
-        "moodle", "meeting activities", "ok",
-        f"{len(manual)} manual-completion activities for {wanted} configured meetings",
-    )
 
 
 def check_salesforce(settings: Settings, salesforce: Any) -> list[Check]:

@@ -24,8 +24,18 @@ def recording(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
-def moodle_answers(drop_function: str | None = None, known_courses: tuple[str, ...] = ()) -> Any:
-    """A responses callback answering like the recorded Moodle, by wsfunction."""
+def moodle_answers(
+    drop_function: str | None = None,
+    known_courses: tuple[str, ...] = (),
+    idnumbers: dict[int, str] | None = None,
+) -> Any:
+    """A responses callback answering like the recorded Moodle, by wsfunction.
+
+    ``idnumbers``: course module id -> idnumber (default: the six meetings, cmids 4-9, as on
+    the recorded site; ``core_course_get_course_module`` is not in the recordings).
+    """
+    if idnumbers is None:
+        idnumbers = {4 + n: f"GMP-2026-M{n + 1}" for n in range(6)}
     info = recording("01_core_webservice_get_site_info_GET.json")
     if drop_function:
         info["functions"] = [f for f in info["functions"] if f["name"] != drop_function]
@@ -44,6 +54,22 @@ def moodle_answers(drop_function: str | None = None, known_courses: tuple[str, .
             body = found if found and value in known_courses else {"courses": [], "warnings": []}
         elif function == "core_course_get_contents":
             body = contents
+        elif function == "core_course_get_course_module":
+            cmid = int(form["cmid"])
+            completion = next(
+                m["completion"] for s in contents for m in s["modules"] if m["id"] == cmid
+            )
+            body = {
+                "cm": {
+                    "id": cmid,
+                    "course": 3,
+                    "idnumber": idnumbers.get(cmid, ""),
+                    "completion": completion,
+                },
+                "warnings": [],
+            }
+        elif function == "core_enrol_get_enrolled_users":
+            body = recording("22_core_enrol_get_enrolled_users_GMP-ORIENT.json")
         elif function == "core_user_get_users_by_field":
             # The max_input_vars probe: the integration user (id 3) comes back.
             values = parse_qs(request.body).get("values[4995]", [])
@@ -116,6 +142,18 @@ def test_missing_function_and_course_are_named(env: dict[str, str]) -> None:
     assert "no course with shortname GMP-2026" in result.output
     assert "2 problem(s) found" in result.output
     assert "doctor-token-do-not-leak" not in result.output
+
+
+def test_a_meeting_activity_without_its_idnumber_is_named(env: dict[str, str]) -> None:
+    idnumbers = {4 + n: f"GMP-2026-M{n + 1}" for n in range(5)}  # M6 has lost its idnumber
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        serve_moodle(rsps, known_courses=("GMP-ORIENT", "GMP-2026"), idnumbers=idnumbers)
+        salesforce_answers(rsps)
+        result = run_doctor(env)
+    assert result.exit_code != 0
+    assert "in GMP-2026: no activity with idnumber GMP-2026-M6" in result.output
+    assert "separate groups" in result.output  # the recorded course: groupmode 1
+    assert "local_mentorsync is not installed" in result.output
 
 
 def test_renamed_salesforce_field_is_named(env: dict[str, str]) -> None:

@@ -70,6 +70,7 @@ REQUIRED_FUNCTIONS: tuple[str, ...] = (
     "core_user_update_users",
     "core_course_get_courses_by_field",
     "core_course_get_contents",
+    "core_course_get_course_module",
     "enrol_manual_enrol_users",
     "enrol_manual_unenrol_users",
     "core_enrol_get_enrolled_users",

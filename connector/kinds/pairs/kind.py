@@ -8,9 +8,12 @@ cancelled match undoes exactly what mentorsync did. How a run goes:
 
 from __future__ import annotations
 
+from connector.clients.moodle.client import MoodleClient
 from connector.config import Settings
 from connector.context import Context
+from connector.engine.checks import Check, Seen
 from connector.engine.kind import SALESFORCE_ID, ProgressHook, RunResult, Schedule, SyncRequest
+from connector.kinds.pairs.checks import doctor_checks as _doctor_checks
 from connector.kinds.pairs.run import KIND, PairsRun
 from mappings.fieldmap import load_field_map
 from mappings.pairs import load_pairs_field_map
@@ -47,6 +50,12 @@ class PairsSync:
             load_pairs_field_map(settings.pairs.field_map).sobject,
             load_field_map(settings.members.field_map).sobject,
         )
+
+    def doctor_checks(
+        self, settings: Settings, moodle: MoodleClient, seen: Seen
+    ) -> list[Check]:
+        """What ``mentorsync doctor`` checks for this kind (see its ``checks`` module)."""
+        return _doctor_checks(settings, moodle, seen)
 
     def run(
         self, ctx: Context, request: SyncRequest, progress: ProgressHook | None = None

@@ -7,8 +7,12 @@ Moodle completions of the programme's meeting activities and orientation course 
 
 from __future__ import annotations
 
+from connector.clients.moodle.client import MoodleClient
+from connector.config import Settings
 from connector.context import Context
+from connector.engine.checks import Check, Seen
 from connector.engine.kind import IdType, ProgressHook, RunResult, Schedule, SyncRequest
+from connector.kinds.progress.checks import doctor_checks as _doctor_checks
 from connector.kinds.progress.run import KIND, ProgressRun
 
 COMPLETION_UPDATED = "moodle:\\core\\event\\course_module_completion_updated"
@@ -38,6 +42,12 @@ class ProgressSync:
         "unlinked": "{n} matches without Moodle accounts",
         "failed": "{n} failed",
     }
+
+    def doctor_checks(
+        self, settings: Settings, moodle: MoodleClient, seen: Seen
+    ) -> list[Check]:
+        """What ``mentorsync doctor`` checks for this kind (see its ``checks`` module)."""
+        return _doctor_checks(settings, moodle, seen)
 
     def run(
         self, ctx: Context, request: SyncRequest, progress: ProgressHook | None = None
