@@ -8,9 +8,11 @@ form fields against PHP's ``max_input_vars`` (:meth:`MoodleClient.split`). Then:
   ``core_role_assign_roles``: one bad row fails the call and nothing of it is applied) that
   Moodle refuses is bisected until the bad rows are alone; each is reported with its code, the
   others go through;
-- a call that is *not* all-or-nothing (``core_group_create_groups`` keeps the groups made before
-  the failing one) is followed by a re-read after any refusal: what exists is done, only the
-  rest is bisected and sent again — never a second group for one match;
+- a call that is *not* all-or-nothing (``all_or_nothing=False``: part of a refused batch may
+  stay) is followed by a re-read after any refusal: what exists is done, only the rest is
+  bisected and sent again. (Every Moodle 4.5 write mentorsync makes turned out all-or-nothing
+  in the real-Moodle tier, ``core_group_create_groups`` included; the mode is kept for sites
+  that answer otherwise and is tested.)
 - a write whose answer was lost (:class:`UnknownOutcomeError`) is resolved by the re-read when
   the sender has one, otherwise sent once more (the void functions are idempotent: adding an
   existing member, assigning an existing role, unenrolling a non-enrolled user all answer

@@ -80,7 +80,8 @@ def group(name: str, idnumber: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- groups
 
 
-def test_create_groups_keeps_the_groups_before_a_taken_idnumber(moodle: MoodleSandbox) -> None:
+def test_create_groups_rolls_back_the_batch_on_a_taken_idnumber(moodle: MoodleSandbox) -> None:
+    # One delegated transaction (group/externallib.php), as the real-Moodle tier shows.
     call(moodle, "core_group_create_groups", {"groups": [group("Old pair", "a0X2")]})
     batch = [group("New pair", "a0X1"), group("Other pair", "a0X2"), group("Third", "a0X3")]
     answer = call(moodle, "core_group_create_groups", {"groups": batch})
@@ -90,7 +91,7 @@ def test_create_groups_keeps_the_groups_before_a_taken_idnumber(moodle: MoodleSa
         "message": "This ID number is already taken",
     }
     names = sorted(g["name"] for g in moodle.site.groups.values())
-    assert names == ["New pair", "Old pair"]  # the first was created, the third never tried
+    assert names == ["Old pair"]  # "New pair" was rolled back, the third never tried
 
 
 def test_group_name_taken_and_column_lengths(moodle: MoodleSandbox) -> None:
