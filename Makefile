@@ -20,7 +20,7 @@ test: venv lint
 	$(BIN)/python -m pytest
 
 # Only the real-Moodle tier (tests/real_moodle/): needs php, PostgreSQL 15 (bash .ci/install-prereqs)
-# and MENTORSYNC_MOODLE_SOURCE, a Moodle 4.5 .tgz or code tree (e.g. ../shared/moodle/moodle-4.5.tgz).
+# and MENTORSYNC_TEST_MOODLE_SOURCE, a Moodle 4.5 .tgz or code tree (e.g. ../shared/moodle/moodle-4.5.tgz).
 test-moodle: venv
 	$(BIN)/python -m pytest -m real_moodle tests/real_moodle
 

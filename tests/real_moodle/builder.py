@@ -1,8 +1,8 @@
 """A throw-away Moodle 4.5 site on loopback for the real-Moodle test tier.
 
-``MENTORSYNC_MOODLE_SOURCE`` names the Moodle 4.5 code: a ``.tgz`` that unpacks to ``moodle/``,
+``MENTORSYNC_TEST_MOODLE_SOURCE`` names the Moodle 4.5 code: a ``.tgz`` that unpacks to ``moodle/``,
 or an unpacked code tree (the directory holding ``version.php``). It is never modified: the tree
-is copied into the cache directory (``MENTORSYNC_MOODLE_CACHE``, default ``var/moodle-tier/``),
+is copied into the cache directory (``MENTORSYNC_TEST_MOODLE_CACHE``, default ``var/moodle-tier/``),
 where the site is built once:
 
 1. a private PostgreSQL 15 cluster (run as ``nobody`` when we are root: PostgreSQL refuses root),
@@ -47,10 +47,10 @@ ADMIN_PASSWORD = "Admin#Pass2026"
 def plugin_dir() -> Path | None:
     """The plugin installed as ``local/mentorsync``, when it is there (it has a version.php).
 
-    ``MENTORSYNC_MOODLE_PLUGIN`` overrides ``deploy/moodle/local_mentorsync``; set empty, no
+    ``MENTORSYNC_TEST_MOODLE_PLUGIN`` overrides ``deploy/moodle/local_mentorsync``; set empty, no
     plugin (handy while the plugin is edited: each change of it rebuilds the site).
     """
-    configured = os.environ.get("MENTORSYNC_MOODLE_PLUGIN")
+    configured = os.environ.get("MENTORSYNC_TEST_MOODLE_PLUGIN")
     if configured == "":
         return None
     path = Path(configured) if configured else ROOT / "deploy" / "moodle" / "local_mentorsync"
@@ -75,11 +75,11 @@ def missing_prerequisites() -> list[str]:
             missing.append(f"{name} (PostgreSQL 15: bash .ci/install-prereqs)")
     if shutil.which("psql") is None:
         missing.append("psql")
-    source = os.environ.get("MENTORSYNC_MOODLE_SOURCE", "")
+    source = os.environ.get("MENTORSYNC_TEST_MOODLE_SOURCE", "")
     if not source:
-        missing.append("MENTORSYNC_MOODLE_SOURCE (a Moodle 4.5 .tgz or code tree)")
+        missing.append("MENTORSYNC_TEST_MOODLE_SOURCE (a Moodle 4.5 .tgz or code tree)")
     elif not Path(source).exists():
-        missing.append(f"MENTORSYNC_MOODLE_SOURCE={source} does not exist")
+        missing.append(f"MENTORSYNC_TEST_MOODLE_SOURCE={source} does not exist")
     return missing
 
 
@@ -233,11 +233,11 @@ class MoodleSite:
         """The environment config.php reads."""
         env = dict(os.environ)
         env.update(
-            MENTORSYNC_MOODLE_ROOT=str(self.code),
-            MENTORSYNC_DB_PORT=str(self.pg_port),
-            MENTORSYNC_DB_NAME=database,
-            MENTORSYNC_DATAROOT=str(self.dataroot),
-            MENTORSYNC_WWWROOT=wwwroot,
+            MENTORSYNC_TEST_MOODLE_ROOT=str(self.code),
+            MENTORSYNC_TEST_DB_PORT=str(self.pg_port),
+            MENTORSYNC_TEST_DB_NAME=database,
+            MENTORSYNC_TEST_DATAROOT=str(self.dataroot),
+            MENTORSYNC_TEST_WWWROOT=wwwroot,
         )
         return env
 

@@ -1,6 +1,6 @@
 """Fixtures of the real-Moodle tier: one built site per session, restored per test module.
 
-Without its prerequisites (php, PostgreSQL 15, ``MENTORSYNC_MOODLE_SOURCE``) the tier is
+Without its prerequisites (php, PostgreSQL 15, ``MENTORSYNC_TEST_MOODLE_SOURCE``) the tier is
 skipped, except with ``CI=true``, where it fails: CI must never pass without it.
 """
 
@@ -80,8 +80,8 @@ def moodle_site() -> Iterator[RealMoodle]:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason + " (required when CI=true)", pytrace=False)
         pytest.skip(reason)
-    cache = Path(os.environ.get("MENTORSYNC_MOODLE_CACHE") or ROOT / "var" / "moodle-tier")
-    source = Path(os.environ["MENTORSYNC_MOODLE_SOURCE"])
+    cache = Path(os.environ.get("MENTORSYNC_TEST_MOODLE_CACHE") or ROOT / "var" / "moodle-tier")
+    source = Path(os.environ["MENTORSYNC_TEST_MOODLE_SOURCE"])
     site = MoodleSite(source if source.is_absolute() else Path.cwd() / source, cache)
     server = None
     try:

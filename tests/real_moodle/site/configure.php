@@ -9,9 +9,9 @@
 
 define('CLI_SCRIPT', true);
 
-$moodleroot = getenv('MENTORSYNC_MOODLE_ROOT');
+$moodleroot = getenv('MENTORSYNC_TEST_MOODLE_ROOT');
 if (!$moodleroot) {
-    fwrite(STDERR, "MENTORSYNC_MOODLE_ROOT is not set\n");
+    fwrite(STDERR, "MENTORSYNC_TEST_MOODLE_ROOT is not set\n");
     exit(2);
 }
 require($moodleroot . '/config.php');
