@@ -28,6 +28,7 @@ progress) are drained, scheduled and retried without changes here.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -52,7 +53,7 @@ from connector.engine.kind import (
     SyncRequest,
     schedule,
 )
-from connector.errors import MentorsyncError
+from connector.errors import ConfigError, MentorsyncError
 from connector.registry import kinds
 from connector.service.queue import init_schema, make_huey
 from connector.state import bookkeeping, inbox, locks
@@ -297,6 +298,25 @@ class Worker:
             enqueued["full"] = nightly
         return enqueued
 
+    def check_moodle_limit(self) -> None:
+        """Measure Moodle's real ``max_input_vars`` once at start (PHP drops fields past it
+        silently): a configured ``moodle.max_input_vars`` above it refuses the start with the
+        key named. A Moodle that cannot be reached now is logged; the runs find out later."""
+        from connector.clients.moodle.client import MoodleClient, check_max_input_vars
+
+        quick = dataclasses.replace(self.settings.moodle, retry_attempts=1)
+        client = MoodleClient(quick)
+        try:
+            limit = check_max_input_vars(client)
+        except ConfigError:
+            raise
+        except MentorsyncError as exc:
+            log.warning("moodle max_input_vars not measured at start: %s", exc.code)
+            return
+        finally:
+            client.session.close()
+        log.info("moodle keeps %d form fields of a call", limit.value)
+
     def close_abandoned_runs(self) -> dict[str, list[int]]:
         """Record as ``interrupted`` the runs still ``running`` whose kind's lock is free (their
         process died and the lock expired or was cleared); return their ids per kind."""
@@ -336,6 +356,7 @@ class Worker:
     def run_consumer(self, workers: int = 2, periodic: bool | None = None) -> None:
         """Run the consumer until a signal stops it (``mentorsync worker``); main thread only."""
         kinds()  # import the built-in sync kinds now: a broken one fails at start, not per task
+        self.check_moodle_limit()
         locks.clear_stale_local(self.db)
         self.close_abandoned_runs()
         init_schema(self.huey)

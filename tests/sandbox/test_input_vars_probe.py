@@ -36,3 +36,37 @@ def test_the_doctor_refuses_a_setting_above_phps_limit() -> None:
         settings.moodle.max_input_vars = 1000
         checks = {c.name: c for c in check_moodle(settings, MoodleClient(settings.moodle))}
         assert checks["max_input_vars"].status == "ok"
+
+
+def test_the_worker_refuses_to_start_above_phps_limit_and_starts_at_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from huey import MemoryHuey
+
+    from connector.service.worker import Worker
+    from tests.webhooks.fakes import make_settings
+
+    with MoodleSandbox(max_input_vars=1000) as moodle:
+        settings = make_settings(tmp_path)
+        settings.moodle = MoodleSettings(url=moodle.url, token=Secret(moodle.token))
+        worker = Worker(settings, huey=MemoryHuey("probe"))
+        try:
+            with pytest.raises(ConfigError, match=r"moodle\.max_input_vars: 5000 is above"):
+                worker.check_moodle_limit()
+            settings.moodle.max_input_vars = 1000
+            worker.check_moodle_limit()  # at the limit: starts
+        finally:
+            worker.close()
+
+
+def test_the_worker_starts_when_moodle_is_down(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from huey import MemoryHuey
+
+    from connector.service.worker import Worker
+    from tests.webhooks.fakes import make_settings
+
+    settings = make_settings(tmp_path)
+    settings.moodle = MoodleSettings(url="http://127.0.0.1:9", token=Secret("t"))
+    worker = Worker(settings, huey=MemoryHuey("probe-down"))
+    try:
+        worker.check_moodle_limit()  # logged, not raised: the runs find out later
+    finally:
+        worker.close()
