@@ -44,6 +44,7 @@ import requests
 import tenacity
 from urllib3.exceptions import NewConnectionError
 
+from connector.clients.moodle.errors import DML_WRITE, ERRORS, rule_for
 from connector.clients.moodle.params import PROTOCOL_FIELDS, count_fields, encode, split_items
 from connector.config import MoodleSettings
 from connector.errors import (
@@ -87,34 +88,8 @@ REQUIRED_FUNCTIONS: tuple[str, ...] = (
     "core_completion_get_course_completion_status",
 )
 
-_SERVICES = "Site administration > Server > Web services"
-_CONFIG_HINTS: dict[str, str] = {
-    "invalidtoken": f"the token is unknown: create one for the integration user ({_SERVICES} > "
-    "Manage tokens) and set moodle.token",
-    "invalidtimedtoken": f"the token has expired: create a new one ({_SERVICES} > Manage tokens)",
-    "invalidiptoken": "the token is IP-restricted: allow this host's address on the token",
-    "accessexception": "add {wsfunction} to the integration user's external service ("
-    f"{_SERVICES} > External services > Functions) and check the service's user, IP and "
-    "time restrictions",
-    "servicenotavailable": f"enable the integration user's external service ({_SERVICES} > "
-    "External services)",
-    "webservicesnotenabled": "enable web services (Site administration > General > Advanced "
-    "features) and the REST protocol (Web services > Manage protocols)",
-    "wsusercannotassign": "allow the integration role to assign role {roles} (Site "
-    "administration > Users > Permissions > Define roles > Allow role assignments)",
-    "nosuchfunction": "{wsfunction} does not exist on this Moodle: check the Moodle version "
-    "and that the plugin providing it is installed",
-    "nopermissions": "give the integration user's role the capability {wsfunction} needs "
-    "(turn on Moodle debugging to see which)",
-    "requireloginerror": "the integration user cannot access the course or site: check its "
-    "role and that it is not suspended",
-}
-# Moodle 4.x refuses a token whose user cannot log in with wsaccessuser* codes
-# (wsaccessusersuspended, wsaccessuserdeleted, wsaccessusernologin...).
-_USER_ACCESS_HINT = "the integration user cannot log in (suspended, deleted or not confirmed)"
-_TRANSIENT_CODES = frozenset({"sitemaintenance"})
 # "Error writing to database": a race between concurrent calls, or a value the database refuses.
-DML_WRITE = "dmlwriteexception"
+
 # A real Moodle error code; the weak-password case puts the policy's HTML there instead (05_).
 _CODE_SHAPE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 # Gateways that may have passed the request on before failing: on a write, outcome unknown.
@@ -337,7 +312,8 @@ class MoodleClient:
             raise MoodleProtocolError(wsfunction, f"redirect{status}", hint=_REDIRECT_HINT)
         if status == 403:
             # The REST server answers a bare 403 when web services or REST are disabled.
-            raise _configuration_error(wsfunction, f"http{status}", body, "webservicesnotenabled")
+            hint = ERRORS["webservicesnotenabled"].hint
+            raise _configuration_error(wsfunction, f"http{status}", body, hint)
         if write and status in _GATEWAY_STATUSES:
             log.warning("moodle %s: HTTP %d on a write, outcome unknown", wsfunction, status)
             raise UnknownOutcomeError(
@@ -637,20 +613,12 @@ def _error(
         code = "passwordpolicy"  # Moodle throws the policy's HTML as the error code (05_)
     else:
         code = "unrecognisederror"
+    rule = rule_for(code, message, write)
     error: MoodleError
-    if code in _CONFIG_HINTS or code.startswith("wsaccessuser"):
-        error = _configuration_error(wsfunction, code, body, code, upstream)
-    elif code == "invalidrecord" and "external_functions" in message:
-        # invalidrecord names the table: external_functions means no such function (61_);
-        # any other table is a missing course or user, a record problem (18_).
-        error = _configuration_error(wsfunction, code, body, "nosuchfunction", upstream)
-    elif code in _TRANSIENT_CODES or (code == DML_WRITE and not write):
-        # A read answering dmlwriteexception lost the race to insert the integration user's
-        # last_time_enrolments_synced preference (webservice/lib.php, enrol_check_plugins):
-        # the winner has inserted it, so the same call succeeds next time.
-        error = MoodleTransientError(wsfunction, code, *upstream)
+    if issubclass(rule.error, MoodleConfigurationError):
+        error = _configuration_error(wsfunction, code, body, rule.hint, upstream)
     else:
-        error = MoodleRecordError(wsfunction, code, *upstream)
+        error = rule.error(wsfunction, code, *upstream)
     log.warning("moodle %s: %s (%s)", wsfunction, code, type(error).__name__)
     return error
 
@@ -659,11 +627,10 @@ def _configuration_error(
     wsfunction: str,
     code: str,
     body: _Body,
-    hint_key: str,
+    template: str,
     upstream: tuple[str, str, str] = ("", "", ""),
 ) -> MoodleConfigurationError:
     roles = sorted({v for k, v in body if k == "roleid" or k.endswith("[roleid]")}, key=_numeric)
-    template = _CONFIG_HINTS.get(hint_key, _USER_ACCESS_HINT)
     hint = template.format(wsfunction=wsfunction, roles=", ".join(roles) or "?")
     return MoodleConfigurationError(wsfunction, code, *upstream, hint=hint)
 
