@@ -65,6 +65,10 @@ _JSON = "application/json;charset=UTF-8"
 SALESFORCE_FAULTS = FAULTS | {"drop_after"}
 
 
+# Salesforce's longest request URI, in bytes.
+MAX_REQUEST_URI = 16_384
+
+
 class _QuietHandler(KeepAliveHandler):
     """No access log: request lines carry SOQL, and SOQL can carry names and emails."""
 
@@ -369,6 +373,11 @@ class SalesforceSandbox:
 
     def _handle(self, request: Request, environ: dict) -> Response | None:
         path = request.path
+        # Salesforce refuses a request URI over 16,384 bytes (help article 000386264): a
+        # SOQL GET with too many Ids in it must be split by the caller.
+        uri = environ.get("RAW_URI") or (path + "?" + environ.get("QUERY_STRING", ""))
+        if len(uri.encode()) > MAX_REQUEST_URI:
+            return Response(b"<h1>414 Request-URI Too Large</h1>", status=414, mimetype="text/html")
         if path == "/services/oauth2/token":
             return self._gate(request, environ, "login", rest=False, handler=self._oauth)
         soap = _SOAP_RE.match(path)

@@ -335,3 +335,12 @@ def test_query_without_q_is_malformed(shared_rest):
     response = shared_rest.get("query")
     assert response.status_code == 400
     assert response.json()[0]["errorCode"] == "MALFORMED_QUERY"
+
+
+def test_a_request_uri_over_16384_bytes_is_refused_like_salesforce(sf, rest):
+    ids = ", ".join(f"'{n:018d}'" for n in range(800))  # about 17,600 bytes once encoded
+    too_long = rest.query(f"SELECT Id FROM Contact WHERE Id IN ({ids})")
+    assert too_long.status_code == 414
+    (one,) = add_contacts(sf, 1)
+    fits = rest.query(f"SELECT Id FROM Contact WHERE Id IN ('{one}')")
+    assert (fits.status_code, fits.json()["totalSize"]) == (200, 1)

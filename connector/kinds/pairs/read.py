@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
+from urllib.parse import quote_plus
 
 from connector.clients.moodle.client import MoodleClient
 from connector.clients.salesforce import soql
-from connector.clients.salesforce.client import SalesforceClient
+from connector.clients.salesforce.client import MAX_ENCODED_SOQL, SalesforceClient
 from connector.config import Settings
 from connector.errors import ConfigError
 from connector.kinds.pairs.model import (
@@ -70,13 +71,28 @@ def match_rows(
         )
         return
     wanted = sorted(set(ids))
-    for start in range(0, len(wanted), IDS_PER_QUERY):
-        chunk = wanted[start : start + IDS_PER_QUERY]
-        people = fm.people_soql(chunk)
-        yield from sf.query(
+
+    def statement(chunk: list[str]) -> str:
+        return (
             f"{soql.select(fm.sobject, fm.read_fields())} WHERE ({where}) AND "
-            f"(Id IN {soql.in_list(chunk)} OR {people})"
+            f"(Id IN {soql.in_list(chunk)} OR {fm.people_soql(chunk)})"
         )
+
+    for chunk in url_chunks(wanted, statement):
+        yield from sf.query(statement(chunk))
+
+
+def url_chunks(ids: list[str], statement: Callable[[list[str]], str]) -> Iterator[list[str]]:
+    """``ids`` in consecutive chunks whose ``statement(chunk)`` fits one GET: at most
+    IDS_PER_QUERY, and URL-encoded within the client's MAX_ENCODED_SOQL (Salesforce answers
+    414 to a request URI over 16,384 bytes)."""
+    start = 0
+    while start < len(ids):
+        n = min(IDS_PER_QUERY, len(ids) - start)
+        while n > 1 and len(quote_plus(statement(ids[start : start + n]))) > MAX_ENCODED_SOQL:
+            n -= max(1, n // 20)
+        yield ids[start : start + n]
+        start += n
 
 
 def load_matches(
@@ -103,22 +119,29 @@ def other_matches(
     program: str,
     contacts: Iterable[str],
     planned: set[str],
+    changed_after: dt.datetime | None = None,
 ) -> list[Match]:
     """Active and completed matches of ``contacts`` that are not planned: their needs count."""
     out: dict[str, Match] = {}
     wanted = sorted(set(contacts))
-    for start in range(0, len(wanted), IDS_PER_QUERY):
-        chunk = wanted[start : start + IDS_PER_QUERY]
-        rows = sf.query(
-            f"{soql.select(fm.sobject, fm.read_fields())} WHERE ({fm.program_soql(program)}) "
-            f"AND {fm.people_soql(chunk)}"
-        )
-        for row in rows:
+    head = f"{soql.select(fm.sobject, fm.read_fields())} WHERE ({fm.program_soql(program)})"
+    if changed_after is not None:
+        people = set(wanted)
+        statements = [f"{head} AND SystemModstamp > {soql.datetime_literal(changed_after)}"]
+    else:
+        people = None
+        statements = [
+            f"{head} AND {fm.people_soql(chunk)}"
+            for chunk in url_chunks(wanted, lambda c: f"{head} AND {fm.people_soql(c)}")
+        ]
+    for statement in statements:
+        for row in sf.query(statement):
             loaded = mapper.load(row)
             if (
                 isinstance(loaded, Match)
                 and loaded.id not in planned
                 and loaded.status in (ACTIVE, COMPLETED)
+                and (people is None or {loaded.mentor_id, loaded.mentee_id} & people)
             ):
                 out[loaded.id] = loaded
     return list(out.values())
@@ -212,14 +235,24 @@ def entry_of(grant: Grant, owner: str) -> ownership.Entry:
     )
 
 
-def ledger(session: Any, owners: Iterable[str], users: Iterable[int] = ()) -> Owned:
-    """The ledger entries of ``owners``, plus the shared grants (enrolments, roles) of ``users``."""
+def ledger(
+    session: Any, owners: Iterable[str], users: Iterable[int] = (), known: Owned | None = None
+) -> Owned:
+    """The ledger entries of ``owners``, plus the shared grants (enrolments, roles) of ``users``.
+
+    ``known``: the entries of ``owners`` read before in this run (not read again).
+    """
     from connector.kinds.pairs.model import COURSE_ROLE, ENROLMENT, ROLE
 
-    entries = ownership.owned_by(session, KIND, owners)
+    grants = (
+        list(known)
+        if known is not None
+        else [grant_of(e) for e in ownership.owned_by(session, KIND, owners)]
+    )
     if users:
-        entries += ownership.of_users(session, KIND, (ENROLMENT, COURSE_ROLE, ROLE), users)
-    return Owned(grant_of(e) for e in entries)
+        things = (ENROLMENT, COURSE_ROLE, ROLE)
+        grants += [grant_of(e) for e in ownership.of_users(session, KIND, things, users)]
+    return Owned(grants)
 
 
 def suspend_statuses(settings: Settings) -> set[str]:

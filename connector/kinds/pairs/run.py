@@ -156,8 +156,12 @@ class PairsRun(KindRun):
         self.counts["matches_read"] += len(matches) + len(rejected)
         self.tick(len(matches) + len(rejected))
         planned = {m.id for m in matches} | {r.match_id for r in rejected}
+        if not planned:
+            return  # nothing changed: no Moodle read, no ledger read
         with ctx.db.session() as session:
             first = read.ledger(session, planned)
+        # A full scan read every match of the programme up to run_start: only one changed since
+        # can be missing (one query), not one query per few hundred people.
         others = read.other_matches(
             ctx.salesforce,
             self.fieldmap,
@@ -165,6 +169,7 @@ class PairsRun(KindRun):
             program,
             involved_contacts(matches, first),
             planned,
+            changed_after=run_start if self.full_scan else None,
         )
         people = self._people([*matches, *others], first)
         p = ctx.settings.programme
@@ -174,7 +179,9 @@ class PairsRun(KindRun):
         programme = read.course_id(ctx.moodle, p.programme_course, "programme.programme_course")
         state = read.moodle_state(ctx.moodle, orientation, programme, planned)
         with ctx.db.session() as session:
-            self.owned = read.ledger(session, planned, involved_users(matches, people, first))
+            self.owned = read.ledger(
+                session, planned, involved_users(matches, people, first), known=first
+            )
             # The guard's base: everything mentorsync made, not only this run's part of it.
             self.ledger_size = ownership.count(session, KIND)
         plan = plan_pairs(
