@@ -4,6 +4,7 @@ real max_input_vars measured by a probe."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from urllib.parse import parse_qsl
 
@@ -156,3 +157,21 @@ def test_a_configured_limit_within_phps_passes(rsps: responses.RequestsMock) -> 
     sizes = php_site(rsps, 1000)
     assert check_max_input_vars(client) == InputVarsLimit(1000, at_least=True)
     assert sizes == [1000]
+
+
+def test_each_retry_is_logged_once(
+    rsps: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, _ = make_client()
+    rsps.add(responses.POST, ENDPOINT, json=DML_WRITE)
+    rsps.add(responses.POST, ENDPOINT, json=[])
+    caplog.set_level(logging.INFO)
+    client.get_users_by_field("idnumber", ["003x"])
+    lines = [
+        r.getMessage().rsplit(" in ", 1)[0]  # the wait is random (jittered backoff)
+        for r in caplog.records
+        if "dmlwriteexception" in r.getMessage()
+    ]
+    assert lines == [
+        "moodle core_user_get_users_by_field: dmlwriteexception, attempt 1 failed, retrying"
+    ]

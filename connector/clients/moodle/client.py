@@ -619,7 +619,11 @@ def _error(
         error = _configuration_error(wsfunction, code, body, rule.hint, upstream)
     else:
         error = rule.error(wsfunction, code, *upstream)
-    log.warning("moodle %s: %s (%s)", wsfunction, code, type(error).__name__)
+    if isinstance(error, MoodleTransientError):
+        # Retried: the retry's own line says it once (attempt n, wait), or the giving up.
+        log.debug("moodle %s: %s (%s)", wsfunction, code, type(error).__name__)
+    else:
+        log.warning("moodle %s: %s (%s)", wsfunction, code, type(error).__name__)
     return error
 
 
