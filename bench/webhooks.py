@@ -7,13 +7,17 @@ sends a bounded number of requests to each endpoint, and reports acknowledgement
 p50/p99 latency for both, and the ratio: the cost of parsing, checking and the durable inbox write
 (committed before the Ack).
 
-Two servers are measured in one run, each on a fresh state database: ``one-by-one`` stores each
-delivery in a transaction of its own (how the inbox worked before group commit: one fsync per
-delivery, SQLite's busy handler between writers), ``group`` is the inbox as shipped (one writer
-thread per process batching concurrent deliveries into one transaction; see
-``connector/state/inbox_writer.py``). Each server reports its writer's batches, lock waits and
-transaction time. ``--database postgresql`` runs both on a PostgreSQL 15 cluster the bench starts
-(fsync on) instead of SQLite.
+Three servers are measured in one run, each on a fresh state database, one per way of writing
+the inbox (``--modes``; see ``bench/inbox_baselines.py``): ``one-by-one`` (a transaction per
+delivery, committed by the request's thread: the inbox before group commit), ``group-v1`` (the
+first group commit: a writer thread per process batching concurrent deliveries, each batch a
+SELECT + INSERT transaction through SQLAlchemy) and ``group`` (the inbox as shipped: each batch one
+INSERT ... ON CONFLICT DO NOTHING RETURNING on the driver's cursor, in autocommit on PostgreSQL;
+see ``connector/state/inbox_writer.py``). Each server reports its writer's batches, lock waits
+and transaction time, and where the CPU went per request (``bench/cputime.py``): the web
+processes, the database server (PostgreSQL), the load generator, and the rest of the machine
+(other work on a shared host). ``--database postgresql`` runs them on a PostgreSQL 15 cluster the
+bench starts (fsync on) instead of SQLite.
 
 Every Outbound Message is distinct (new notification and record Ids), so each one is a real
 insert, not a duplicate. Nothing leaves 127.0.0.1; the state lives in a temporary directory.
@@ -23,7 +27,9 @@ insert, not a duplicate. Nothing leaves 127.0.0.1; the state lives in a temporar
     .venv/bin/python bench/webhooks.py --requests 5000 --concurrency 16 --synchronous NORMAL
 
 The load generator runs on the same machine as the server and competes with it for CPU: the
-figures are a floor for a dedicated machine, and comparable only within one run.
+figures are a floor for a dedicated machine, and comparable only within one run. When all cores
+are busy (the CPU lines say so), throughput follows CPU per request, and the durable/bare ratio
+is bounded by the CPU the durable request adds (parsing, the insert, the database server).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ Outcomes go to ``on_done`` as :class:`Sent` items, in the caller's thread.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 K = TypeVar("K")
 # How often one batch may end with an unknown outcome before the run stops.
 MAX_UNKNOWN_OUTCOMES = 2
+_CODE_SHAPE = re.compile(r"^[a-z0-9_.:-]{1,60}$")
 
 
 class Splitter(Protocol):
@@ -119,70 +121,114 @@ class BatchSender(Generic[K]):
         self._keys, self._items = self._keys[start:], self._items[start:]
 
     def _send(self, keys: list[K], items: list[Mapping[str, Any]], unknown: int) -> list[Sent[K]]:
+        bisector = Bisector(
+            _Counting(self.send, self), self.list_key, self.all_or_nothing, self.reread
+        )
+        return bisector(keys, items, unknown)
+
+
+class _Counting:
+    """``send`` that counts its calls on ``owner.calls``."""
+
+    def __init__(self, send: Send, owner: BatchSender[Any]) -> None:
+        self.send = send
+        self.owner = owner
+
+    def __call__(self, items: list[Mapping[str, Any]]) -> Any:
+        self.owner.calls += 1
+        return self.send(items)
+
+
+def moodle_code(raw: str) -> str:
+    """A safe error code for logs and Salesforce: ``moodle:<code>``, or ``moodle:error`` when the
+    upstream code does not look like one (Moodle sometimes puts HTML there)."""
+    code = str(raw or "").lower()
+    return f"moodle:{code}" if _CODE_SHAPE.match(code) else "moodle:error"
+
+
+@dataclass(frozen=True)
+class Bisector(Generic[K]):
+    """Sends one batch with one call and says what became of each key: bisected when Moodle
+    refuses it, resolved by ``reread`` (or sent again, when there is none) when the answer was
+    lost. It keeps no state, so it can be used from any thread."""
+
+    send: Send
+    label: str
+    all_or_nothing: bool = True
+    reread: Reread[K] | None = None
+
+    def __call__(
+        self, keys: list[K], items: list[Mapping[str, Any]], unknown: int = 0
+    ) -> list[Sent[K]]:
+        """The outcome of every key of this batch, in order."""
         try:
-            self.calls += 1
             answer = self.send(items)
         except MoodleRecordError as exc:
             return self._refused(keys, items, exc, unknown)
         except UnknownOutcomeError:
-            if unknown + 1 >= MAX_UNKNOWN_OUTCOMES:
-                raise
             return self._resolve_unknown(keys, items, unknown + 1)
         answers = answer if isinstance(answer, list) else [None] * len(keys)
         if len(answers) != len(keys):
             raise UnknownOutcomeError(
-                f"Moodle {self.list_key}: {len(answers)} results for {len(keys)} items"
+                f"Moodle {self.label}: {len(answers)} results for {len(keys)} items"
             )
         return [Sent(k, answer=a) for k, a in zip(keys, answers, strict=True)]
 
     def _refused(
-        self,
-        keys: list[K],
-        items: list[Mapping[str, Any]],
-        exc: MoodleRecordError,
-        unknown: int,
+        self, keys: list[K], items: list[Mapping[str, Any]], exc: MoodleRecordError, unknown: int
     ) -> list[Sent[K]]:
         done: list[Sent[K]] = []
         if not self.all_or_nothing and self.reread is not None:
             # Part of the batch may have been applied before the bad item: learn which.
-            existing = self.reread(keys)
-            done = [Sent(k, answer=existing[k]) for k in keys if k in existing]
-            rest = [(k, i) for k, i in zip(keys, items, strict=True) if k not in existing]
-            keys, items = [k for k, _ in rest], [i for _, i in rest]
+            done, keys, items = self._split_existing(keys, items)
             if not keys:
                 return done
         if len(keys) == 1:
-            return [*done, Sent(keys[0], error=f"moodle:{exc.errorcode}")]
+            return [*done, Sent(keys[0], error=moodle_code(exc.errorcode))]
         log.info(
-            "moodle %s batch of %d refused (%s), bisecting",
-            self.list_key,
-            len(keys),
-            exc.errorcode,
+            "moodle %s batch of %d refused (%s), bisecting", self.label, len(keys), exc.errorcode
         )
         middle = len(keys) // 2
         return (
             done
-            + self._send(keys[:middle], items[:middle], unknown)
-            + self._send(keys[middle:], items[middle:], unknown)
+            + self(keys[:middle], items[:middle], unknown)
+            + self(keys[middle:], items[middle:], unknown)
         )
 
     def _resolve_unknown(
         self, keys: list[K], items: list[Mapping[str, Any]], unknown: int
     ) -> list[Sent[K]]:
         if self.reread is None:
+            if unknown >= MAX_UNKNOWN_OUTCOMES:
+                raise UnknownOutcomeError(f"Moodle {self.label}: outcome unknown {unknown} times")
+            # The void functions and updates are idempotent: sending again is safe.
             log.warning(
-                "moodle %s outcome unknown for %d items, sending again", self.list_key, len(keys)
+                "moodle %s outcome unknown for %d items, sending again", self.label, len(keys)
             )
-            return self._send(keys, items, unknown)
+            return self(keys, items, unknown)
+        total = len(keys)
+        done, keys, items = self._split_existing(keys, items)
+        log.warning(
+            "moodle %s outcome unknown for %d items: %d found on re-read, %d to send again",
+            self.label,
+            total,
+            len(done),
+            len(keys),
+        )
+        if not keys:
+            return done
+        if unknown >= MAX_UNKNOWN_OUTCOMES:
+            raise UnknownOutcomeError(
+                f"Moodle {self.label}: outcome unknown {unknown} times; stopping the run"
+            )
+        return done + self(keys, items, unknown)
+
+    def _split_existing(
+        self, keys: list[K], items: list[Mapping[str, Any]]
+    ) -> tuple[list[Sent[K]], list[K], list[Mapping[str, Any]]]:
+        """What the re-read finds (done), and the keys and items still to send."""
+        assert self.reread is not None
         existing = self.reread(keys)
         done = [Sent(k, answer=existing[k]) for k in keys if k in existing]
         rest = [(k, i) for k, i in zip(keys, items, strict=True) if k not in existing]
-        log.warning(
-            "moodle %s outcome unknown for %d items: %d found on re-read",
-            self.list_key,
-            len(keys),
-            len(done),
-        )
-        if not rest:
-            return done
-        return done + self._send([k for k, _ in rest], [i for _, i in rest], unknown)
+        return done, [k for k, _ in rest], [i for _, i in rest]

@@ -19,7 +19,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, delete, func, select, update
-from sqlalchemy.exc import DBAPIError
 
 from connector.state.database import InboxEvent, StateDB, utcnow
 
@@ -62,8 +61,8 @@ def _chunks(items: Sequence[object], size: int = _CHUNK) -> Iterable[Sequence[ob
 # prepared plan, is the same for any batch size. The database skips what it already holds: a
 # stored ``dedup_key`` (ON CONFLICT) and a stored change of the same record with the same
 # SystemModstamp (NOT EXISTS, through ix_inbox_record_modstamp). RETURNING says what was new.
-# Run on the driver's own cursor: SQLAlchemy's statement machinery cost as much CPU as the
-# database's work here (bench/webhooks.py).
+# Sent as written (exec_driver_sql): composing and compiling Core expressions cost more CPU than
+# the database's work here (bench/webhooks.py).
 _SQLITE_INSERT = """
 INSERT INTO inbox
     (dedup_key, source, kind, object, record_id, modstamp, received_at, status, attempts)
@@ -176,22 +175,10 @@ def _insert_new(conn: Connection, rows: Sequence[Notice]) -> set[str]:
             [n.record_id for n in rows],
             [n.modstamp for n in rows],
         )
-    statement = insert_statement(dialect.name)
-    driver = conn.connection.driver_connection
-    assert driver is not None  # a live connection checked out by the caller
-    try:
-        cursor = driver.cursor()
-        try:
-            cursor.execute(statement, params)
-            return {row[0] for row in cursor.fetchall()}
-        finally:
-            cursor.close()
-    except dialect.loaded_dbapi.Error as exc:
-        # As SQLAlchemy would raise it, so that callers handle one family of errors.
-        raise DBAPIError.instance(
-            statement, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
-            dialect=dialect,
-        ) from exc
+    # exec_driver_sql: the statement as written, in the driver's parameter style, without
+    # SQLAlchemy's compilation (engine events and error wrapping still apply).
+    result = conn.exec_driver_sql(insert_statement(dialect.name), params)
+    return {row[0] for row in result}
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,17 @@ the load: one delivery when idle (no added wait), dozens under a burst. Nothing 
 before its batch is committed, and a failed batch fails every request in it (each answers 503 and
 the sender delivers again).
 
-On SQLite, the transaction starts with ``BEGIN IMMEDIATE``: the write lock is taken before the
-duplicate check reads, so the read and the insert see the same database and the transaction never
-has to be retried for a lock it could not upgrade. Between processes, writers on one SQLite file
-also serialise on an ``flock`` of a sidecar file, which wakes the next writer as soon as the lock is
-free instead of after a busy-handler sleep.
+A batch is ONE SQL statement (:func:`connector.state.inbox.store_batch`: an INSERT ... SELECT over
+the batch as one parameter, ON CONFLICT DO NOTHING RETURNING), sent as written. On
+PostgreSQL the writer's connection is in autocommit, so the statement is its own transaction: one
+round trip and one WAL flush per batch (before: BEGIN + SELECT, INSERT, COMMIT, three round trips
+with the server, gunicorn and the load generator sharing two cores). Writers of several processes
+need no coordination there: the unique key decides.
+
+On SQLite the statement runs between ``BEGIN IMMEDIATE`` and ``COMMIT``: the write lock is taken
+first, so the transaction never has to be retried for a lock it could not upgrade. Between
+processes, writers on one SQLite file also serialise on an ``flock`` of a sidecar file, which wakes
+the next writer as soon as the lock is free instead of after a busy-handler sleep.
 """
 
 from __future__ import annotations
@@ -28,14 +34,13 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
 
 from connector.state.database import StateDB
 from connector.state.inbox import Notice, StoreResult, store_batch
@@ -174,20 +179,20 @@ class InboxWriter:
         try:
             if not self._sqlite:
                 return store_batch(conn, batch)
-            driver = conn.connection.driver_connection
-            assert driver is not None
             # pysqlite would begin a deferred transaction at the INSERT; BEGIN IMMEDIATE takes
             # the write lock up front, so the statement never fails to upgrade a read lock that
             # another connection's commit made stale (SQLITE_BUSY_SNAPSHOT, not retried).
-            _driver_call(conn, "BEGIN IMMEDIATE", lambda: driver.execute("BEGIN IMMEDIATE"))
+            # (SQLAlchemy only tracks the transaction; the driver issues no BEGIN of its own.)
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
             results = store_batch(conn, batch)
-            _driver_call(conn, "COMMIT", driver.commit)
+            conn.commit()
             return results
         except BaseException:
-            # Discard the connection: closing it rolls back whatever the failed batch left
-            # open (SQLAlchemy does not know of the transaction begun on the driver, and would
-            # hand the connection back to the pool with it still open). The next batch
-            # connects anew, which also gets over a server restart.
+            # Discard the connection: closing it rolls back whatever the failed commit left
+            # open. (After a commit that failed, SQLAlchemy no longer counts the transaction
+            # as open, and would hand the connection back to the pool with the batch's rows
+            # still in it, uncommitted but visible to its next user.) The next batch connects
+            # anew, which also gets over a server restart.
             self._conn = None
             conn.invalidate()
             conn.close()
@@ -211,17 +216,6 @@ class InboxWriter:
             yield
         finally:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-
-
-def _driver_call(conn: Connection, statement: str, call: Callable[[], object]) -> None:
-    """Run ``call`` on the driver, raising its errors as SQLAlchemy's (as ``store_batch`` does)."""
-    dbapi = conn.dialect.loaded_dbapi
-    try:
-        call()
-    except dbapi.Error as exc:
-        raise DBAPIError.instance(
-            statement, None, exc, dbapi.Error, hide_parameters=True, dialect=conn.dialect
-        ) from exc
 
 
 _writers: weakref.WeakKeyDictionary[StateDB, tuple[int, InboxWriter]] = weakref.WeakKeyDictionary()

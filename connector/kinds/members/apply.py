@@ -24,14 +24,13 @@ handled in the caller's thread.
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from connector.clients.moodle.client import MoodleClient
+from connector.engine.batching import Bisector, moodle_code
 from connector.engine.pipeline import InFlight
-from connector.errors import MoodleRecordError, UnknownOutcomeError
 from connector.kinds.members.lookup import ThreadClients
 from connector.kinds.members.plan import CREATES, UPDATES, Action
 
@@ -39,9 +38,6 @@ log = logging.getLogger(__name__)
 
 CREATE_FUNCTION = "core_user_create_users"
 UPDATE_FUNCTION = "core_user_update_users"
-# How often one batch may end with an unknown outcome before the run stops.
-MAX_UNKNOWN_OUTCOMES = 2
-_CODE_SHAPE = re.compile(r"^[a-z0-9_.:-]{1,60}$")
 
 
 @dataclass(slots=True)
@@ -61,13 +57,6 @@ class Outcome:
     def ok(self) -> bool:
         """Whether the action went through."""
         return not self.error
-
-
-def error_code(prefix: str, raw: str) -> str:
-    """A safe error code for logs and Salesforce: ``prefix:code``, or ``prefix:error`` if the
-    upstream code does not look like one (Moodle sometimes puts HTML there)."""
-    code = str(raw or "").lower()
-    return f"{prefix}:{code}" if _CODE_SHAPE.match(code) else f"{prefix}:error"
 
 
 class MoodleApplier:
@@ -156,90 +145,62 @@ class MoodleApplier:
 # --- sending one batch (in whatever thread; only the given client is used) ---------------------
 
 
-def create_batch(moodle: MoodleClient, actions: list[Action], unknown: int = 0) -> list[Outcome]:
-    """Create the users of ``actions``; bisect a refused batch; resolve an unknown outcome."""
-    try:
-        created = moodle.create_users([a.payload for a in actions])
-    except MoodleRecordError as exc:
-        if len(actions) == 1:
-            return _failed(actions, exc.errorcode, CREATE_FUNCTION)
-        # All or nothing: one bad row refused them all. Halve until it is alone.
-        log.info("moodle create batch of %d refused (%s), bisecting", len(actions), exc.errorcode)
-        middle = len(actions) // 2
-        return create_batch(moodle, actions[:middle], unknown) + create_batch(
-            moodle, actions[middle:], unknown
-        )
-    except UnknownOutcomeError:
-        return _resolve_unknown_create(moodle, actions, unknown + 1)
-    if len(created) != len(actions):
-        raise UnknownOutcomeError(
-            f"Moodle {CREATE_FUNCTION}: {len(created)} results for {len(actions)} users"
-        )
-    return [Outcome(a, int(r["id"]), written=True) for a, r in zip(actions, created, strict=True)]
+def create_batch(moodle: MoodleClient, actions: list[Action]) -> list[Outcome]:
+    """Create the users of ``actions`` (the engine's :class:`Bisector`: a refused batch is
+    bisected; a lost answer is resolved by re-reading by ``idnumber``, never by creating
+    again)."""
+
+    def reread(keys: list[int]) -> dict[int, Any]:
+        ids = [actions[k].contact_id for k in keys]
+        found = {str(u.get("idnumber")): u for u in moodle.get_users_by_field("idnumber", ids)}
+        return {k: found[actions[k].contact_id] for k in keys if actions[k].contact_id in found}
+
+    bisect: Bisector[int] = Bisector(moodle.create_users, CREATE_FUNCTION, reread=reread)
+    sent = bisect(list(range(len(actions))), [a.payload for a in actions])
+    return [
+        Outcome(actions[s.key], int(s.answer["id"]), written=True)
+        if s.ok
+        else Outcome(actions[s.key], actions[s.key].moodle_id, s.error, CREATE_FUNCTION)
+        for s in sent
+    ]
 
 
-def _resolve_unknown_create(
-    moodle: MoodleClient, actions: list[Action], unknown: int
-) -> list[Outcome]:
-    """Learn by re-reading which users of a timed-out create exist, then send only the rest."""
-    ids = [a.contact_id for a in actions]
-    found = {
-        str(u.get("idnumber")): int(u["id"]) for u in moodle.get_users_by_field("idnumber", ids)
-    }
-    done = [a for a in actions if a.contact_id in found]
-    missing = [a for a in actions if a.contact_id not in found]
-    log.warning(
-        "moodle create outcome unknown for %d users: %d found on re-read, %d to send again",
-        len(actions),
-        len(done),
-        len(missing),
-    )
-    outcomes = [Outcome(a, found[a.contact_id], written=True) for a in done]
-    if not missing:
-        return outcomes
-    if unknown >= MAX_UNKNOWN_OUTCOMES:
-        raise UnknownOutcomeError(
-            f"Moodle {CREATE_FUNCTION}: outcome unknown {unknown} times; stopping the run"
-        )
-    return outcomes + create_batch(moodle, missing, unknown)
+def update_batch(moodle: MoodleClient, actions: list[Action]) -> list[Outcome]:
+    """Update the accounts of ``actions``; per-user warnings become those members' failures.
+
+    Setting fields to values is idempotent, so a lost answer is sent again (no re-read).
+    """
+
+    def send(items: list[Mapping[str, Any]]) -> list[str]:
+        # One answer per item: its warning code, "" when it went through.
+        refused = _warnings(moodle.update_users(items))
+        return [refused.get(int(item["id"]), "") for item in items]
+
+    bisect: Bisector[int] = Bisector(send, UPDATE_FUNCTION)
+    sent = bisect(list(range(len(actions))), [_item(a) for a in actions])
+    outcomes = []
+    for s in sent:
+        action = actions[s.key]
+        code = s.error or (moodle_code(s.answer) if s.answer else "")
+        if code:
+            outcomes.append(Outcome(action, action.moodle_id, code, UPDATE_FUNCTION))
+        else:
+            outcomes.append(Outcome(action, action.moodle_id, written=True))
+    return outcomes
 
 
-def update_batch(moodle: MoodleClient, actions: list[Action], unknown: int = 0) -> list[Outcome]:
-    """Update the accounts of ``actions``; per-user warnings become those members' failures."""
-    try:
-        warnings = moodle.update_users([_item(a) for a in actions])
-    except MoodleRecordError as exc:
-        if len(actions) == 1:
-            return _failed(actions, exc.errorcode, UPDATE_FUNCTION)
-        middle = len(actions) // 2
-        return update_batch(moodle, actions[:middle], unknown) + update_batch(
-            moodle, actions[middle:], unknown
-        )
-    except UnknownOutcomeError:
-        if unknown + 1 >= MAX_UNKNOWN_OUTCOMES:
-            raise
-        # Setting fields to values is idempotent: sending the batch again is safe.
-        log.warning("moodle update outcome unknown for %d users, sending again", len(actions))
-        return update_batch(moodle, actions, unknown + 1)
+def _warnings(warnings: list[dict[str, Any]]) -> dict[int, str]:
+    """User id -> warning code of ``core_user_update_users``' per-user warnings."""
     refused: dict[int, str] = {}
     for warning in warnings:
         if not isinstance(warning, dict):
             continue
         try:
-            refused[int(warning.get("itemid"))] = str(warning.get("warningcode") or "")
+            refused[int(warning.get("itemid"))] = str(warning.get("warningcode") or "error")
         except (TypeError, ValueError):
-            code = error_code("moodle", str(warning.get("warningcode") or ""))
+            code = moodle_code(str(warning.get("warningcode") or ""))
             log.warning("moodle update warning without a user id: %s", code)
-    return [
-        Outcome(a, a.moodle_id, error_code("moodle", refused[a.moodle_id]), UPDATE_FUNCTION)
-        if a.moodle_id in refused
-        else Outcome(a, a.moodle_id, written=True)
-        for a in actions
-    ]
-
-
-def _failed(actions: Sequence[Action], code: str, function: str) -> list[Outcome]:
-    return [Outcome(a, a.moodle_id, error_code("moodle", code), function) for a in actions]
+    return refused
 
 
 def _item(action: Action) -> dict[str, Any]:
