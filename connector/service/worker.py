@@ -133,6 +133,8 @@ class Worker:
         self._contexts_lock = threading.Lock()
         # kind -> monotonic time until which a scheduled drain is known to be pending.
         self._drain_due: dict[str, float] = {}
+        # kind -> the lease end (epoch seconds) a drain that found the kind busy comes back at.
+        self._comeback: dict[str, int] = {}
         self._drain_lock = threading.Lock()
         self.drain_task = self.huey.task(name="drain")(self.drain)
         self.run_task = self.huey.task(name="run_kind")(self.run_kind)
@@ -197,7 +199,21 @@ class Worker:
                 if not self._run_leased(sync_kind, leased, lease):
                     return  # the run failed: stop, the rows are backed off
 
-        self._locked(kind, work)
+        if not self._locked(kind, work):
+            # Busy. A live holder drains what it finds and wakes a drain for what is left
+            # when it ends (see _locked). A holder that died cannot: come back when its lease
+            # runs out, so a survivor takes the work over within the lease, not at the next
+            # scheduler tick.
+            left = locks.seconds_left(self.db, lock_name(kind))
+            if left is not None:
+                expiry = round(time.time() + left)
+                with self._drain_lock:
+                    # One come-back per lease end: a live holder renews (a new end), a dead
+                    # one does not, and a come-back that finds the same lease waits no more.
+                    scheduled = self._comeback.get(kind) == expiry
+                    self._comeback[kind] = expiry
+                if not scheduled:
+                    self.drain_task.schedule((kind,), delay=left + 1.0)
         return runs
 
     def run_kind(self, kind: str, mode: str, attempt: int = 0) -> RunResult | None:

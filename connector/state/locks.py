@@ -58,6 +58,15 @@ def acquire(db: StateDB, name: str, owner: str, ttl_seconds: float) -> bool:
     return True
 
 
+def seconds_left(db: StateDB, name: str) -> float | None:
+    """Seconds until the lease on lock ``name`` runs out (0 when it has), None when unheld."""
+    with db.session() as session:
+        row = session.get(Lock, name)
+        if row is None:
+            return None
+        return max(0.0, (row.expires_at - utcnow()).total_seconds())
+
+
 def is_held(db: StateDB, name: str) -> bool:
     """Whether someone holds an unexpired lease on lock ``name``."""
     with db.session() as session:

@@ -227,7 +227,7 @@ class MoodleSite:
     @staticmethod
     def functions() -> list[str]:
         """Every function the service gets (absent ones, e.g. a missing plugin's, are skipped)."""
-        return [*REQUIRED_FUNCTIONS, *EXTRA_FUNCTIONS]
+        return list(dict.fromkeys([*REQUIRED_FUNCTIONS, *EXTRA_FUNCTIONS]))
 
     def env(self, wwwroot: str = "http://127.0.0.1", database: str = DB) -> dict[str, str]:
         """The environment config.php reads."""

@@ -15,7 +15,14 @@ import pytest
 
 from connector.clients.moodle.client import MoodleClient
 from connector.config import Settings, load_settings
-from tests.real_moodle.builder import ROOT, MoodleSite, Server, missing_prerequisites
+from sandbox.salesforce import SalesforceSandbox
+from tests.real_moodle.builder import (
+    ROOT,
+    SITE_FILES,
+    MoodleSite,
+    Server,
+    missing_prerequisites,
+)
 
 _SUMMARY: list[str] = []
 
@@ -69,6 +76,29 @@ class RealMoodle:
     def client(self, tmp_path: Path, **moodle: object) -> MoodleClient:
         """A client of the site, ``moodle`` overriding Moodle settings."""
         return MoodleClient(self.settings(tmp_path, moodle=dict(moodle)).moodle)
+
+    def participant(self, tmp_path: Path, userid: int) -> MoodleClient:
+        """A client calling as ``userid`` would (the mobile app's way): a token of the
+        participants' service (``site/token.php``), not the integration user's.
+
+        An account mentorsync made (``createpassword``) must change its password first: until
+        then Moodle answers every web-service call of its own with ``forcepasswordchangenotice``.
+        The participant is taken to have logged in once and set one (the preference is gone).
+        """
+        self.site.sql(
+            "DELETE FROM mdl_user_preferences WHERE name = 'auth_forcepasswordchange' "
+            f"AND userid = {int(userid)}", "moodle")
+        token = self.site.php(str(SITE_FILES / "token.php"), f"--userid={int(userid)}").strip()
+        return self.client(tmp_path, token=token)
+
+
+def salesforce_settings(sf: SalesforceSandbox) -> dict[str, object]:
+    """The ``[salesforce]`` settings of the sandbox org ``sf``."""
+    return {
+        "auth": "password", "username": sf.username, "password": sf.password,
+        "security_token": sf.security_token, "domain": f"{sf.host}:{sf.port}",
+        "ca_bundle": sf.ca_file, "org_ids": [sf.org_id],
+    }
 
 
 @pytest.fixture(scope="session")

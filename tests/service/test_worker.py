@@ -137,6 +137,24 @@ def test_a_held_lock_stops_the_drain_and_its_release_wakes_it(
     assert worker.drain("fake_contacts") == 1
 
 
+def test_a_drain_finding_the_lock_busy_comes_back_when_its_lease_runs_out(
+    worker: Worker, fake_kinds: FakeKinds
+) -> None:
+    # The holder may have died (SIGKILL): nobody would wake a drain for the rows it left.
+    inbox.store(worker.db, [notice(1)])
+    assert locks.acquire(worker.db, lock_name("fake_contacts"), "dead-worker", 30)
+    before_count = queued(worker).count(("fake_contacts",))
+
+    assert worker.drain("fake_contacts") == 0
+
+    assert queued(worker).count(("fake_contacts",)) == before_count + 1
+    huey = worker.huey
+    (task,) = [t for t in huey.pending() + huey.scheduled() if t.args == ("fake_contacts",)]
+    eta = task.eta if task.eta.tzinfo else task.eta.replace(tzinfo=dt.UTC)
+    wait = (eta - dt.datetime.now(dt.UTC)).total_seconds()
+    assert 29 <= wait <= 32, wait  # the lease's 30 s, and a second
+
+
 def test_two_runs_of_one_kind_never_overlap(worker: Worker, fake_kinds: FakeKinds) -> None:
     started, finish = threading.Event(), threading.Event()
 

@@ -25,6 +25,17 @@ def doctor_checks(settings: Settings, moodle: MoodleClient, seen: Seen) -> list[
         for section in moodle.get_course_contents(int(course["id"])):
             for module in section.get("modules") or []:
                 cm = moodle.get_course_module(int(module["id"]))
+                if "idnumber" not in cm:  # left out without moodle/course:manageactivities
+                    return [
+                        Check(
+                            "moodle",
+                            "meeting activities",
+                            "fail",
+                            "Moodle does not show the integration user activities' idnumbers",
+                            "give the integration role moodle/course:manageactivities in "
+                            f"{p.programme_course}",
+                        )
+                    ]
                 if cm.get("idnumber"):
                     modules[str(cm["idnumber"])] = int(cm.get("completion") or 0)
     except MoodleError as exc:

@@ -199,7 +199,17 @@ def resolve_courses(moodle: MoodleClient, rules: ProgrammeRules) -> Courses:
             # Contents leave the idnumber out for most callers; the module lookup has it.
             idnumber = module.get("idnumber")
             if idnumber is None:
-                idnumber = moodle.get_course_module(int(module["id"])).get("idnumber") or ""
+                cm = moodle.get_course_module(int(module["id"]))
+                if "idnumber" not in cm:
+                    # Moodle leaves the key out for callers without the capability (measured
+                    # on a real 4.5 site): say so, rather than "no such activity".
+                    raise ConfigError(
+                        "programme.meeting_activities",
+                        "core_course_get_course_module returns no idnumber: give the "
+                        "integration role moodle/course:manageactivities in "
+                        f"{rules.programme_course}",
+                    )
+                idnumber = cm.get("idnumber") or ""
             if idnumber in wanted:
                 activities[int(module["id"])] = str(idnumber)
     missing = sorted(wanted - set(activities.values()))

@@ -63,6 +63,9 @@ $integrationcaps = [
     'moodle/course:enrolreview', 'moodle/course:managegroups', 'moodle/site:accessallgroups',
     'moodle/course:overridecompletion', 'moodle/course:viewhiddenactivities',
     'moodle/course:ignoreavailabilityrestrictions',
+    // core_course_get_course_module answers the activity's idnumber only with this (progress
+    // finds the meeting activities by idnumber; core_course_get_contents leaves it out).
+    'moodle/course:manageactivities',
     'moodle/role:assign', 'moodle/role:review', 'enrol/manual:enrol', 'enrol/manual:unenrol',
     'report/completion:view', 'report/progress:view', 'moodle/grade:viewall',
 ];
@@ -78,6 +81,14 @@ $assignable = [
 foreach ($assignable as $target) {
     core_role_set_assign_allowed($integrationroleid, $target);
 }
+// The plugin's bulk completion read (db/access.php), when the plugin is installed.
+if (get_capability_info('local/mentorsync:readcompletions')) {
+    assign_capability('local/mentorsync:readcompletions', CAP_ALLOW, $integrationroleid, $systemid, true);
+}
+// Participants call web services with their own tokens (completing meetings, viewing pages),
+// as the mobile app would: the authenticated-user role may use REST.
+$userroleid = $DB->get_field('role', 'id', ['shortname' => 'user'], MUST_EXIST);
+assign_capability('webservice/rest:use', CAP_ALLOW, $userroleid, $systemid, true);
 
 // --- the integration user ------------------------------------------------------------------
 $userid = user_create_user((object)[
@@ -132,6 +143,24 @@ $DB->insert_record('external_services_users', (object)[
 $token = \core_external\util::generate_token(EXTERNAL_TOKEN_PERMANENT, $service, $userid,
     context_system::instance(), 0, '', 'mentorsync tests');
 
+// The participants' service (not restricted to listed users): tokens come from token.php.
+$participants = (object)[
+    'name' => 'Mentorship participants', 'shortname' => 'mentorsyncparticipants', 'enabled' => 1,
+    'requiredcapability' => '', 'restrictedusers' => 0, 'component' => null,
+    'timecreated' => time(), 'timemodified' => time(), 'downloadfiles' => 0, 'uploadfiles' => 0,
+];
+$participants->id = $DB->insert_record('external_services', $participants);
+foreach (['core_webservice_get_site_info', 'core_completion_update_activity_completion_status_manually',
+        'mod_page_view_page', 'core_completion_get_activities_completion_status'] as $function) {
+    $DB->insert_record('external_services_functions',
+        (object)['externalserviceid' => $participants->id, 'functionname' => $function]);
+}
+
+// The plugin posts to a mentorsync on loopback at a port of the test's choosing: Moodle's cURL
+// security blocks private hosts and ports other than 80/443 by default (plugin README).
+set_config('curlsecurityblockedhosts', '');
+set_config('curlsecurityallowedport', '');
+
 // --- courses and activities --------------------------------------------------------------
 $categoryid = core_course_category::create(['name' => 'Guided Mentorship Program'])->id;
 
@@ -147,7 +176,8 @@ function mst_course(string $shortname, string $fullname, int $categoryid, int $g
 function mst_page(stdClass $course, string $name, string $idnumber, array $completion): int {
     $info = (object)array_merge([
         'modulename' => 'page', 'course' => $course->id, 'section' => 1, 'visible' => 1,
-        'name' => $name, 'idnumber' => $idnumber, 'content' => '<p>' . s($name) . '</p>',
+        // add_moduleinfo() takes the activity's idnumber from cmidnumber (course/modlib.php).
+        'name' => $name, 'idnumber' => $idnumber, 'cmidnumber' => $idnumber, 'content' => '<p>' . s($name) . '</p>',
         'contentformat' => FORMAT_HTML, 'display' => 5, 'printintro' => 0,
         'printlastmodified' => 1, 'introeditor' => ['text' => '', 'format' => FORMAT_HTML, 'itemid' => 0],
     ], $completion);
@@ -195,6 +225,8 @@ echo json_encode([
     'integration_roleid' => (int)$integrationroleid,
     'courses' => ['GMP-ORIENT' => (int)$orient->id, 'GMP-2026' => (int)$programme->id],
     'orientation_cmid' => $orientcm,
+    'orientation_pageid' => (int)$DB->get_field('course_modules', 'instance', ['id' => $orientcm]),
+    'participant_serviceid' => (int)$participants->id,
     'meeting_cmids' => $meetings,
     'functions' => $added,
     'absent_functions' => $absent,
