@@ -34,10 +34,8 @@ import logging
 import threading
 import time
 import traceback
-import zoneinfo
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from huey import Huey, crontab
 from huey.consumer import Consumer
@@ -51,11 +49,11 @@ from connector.engine.kind import (
     RunStatus,
     SyncKind,
     SyncRequest,
-    schedule,
 )
 from connector.errors import ConfigError, MentorsyncError
 from connector.registry import kinds
 from connector.service.queue import init_schema, make_huey
+from connector.service.schedule import Schedules, lock_name, put_value
 from connector.state import bookkeeping, inbox, locks
 from connector.state.database import FailedRecord, KeyValue, StateDB, utcnow
 
@@ -66,8 +64,6 @@ DRAIN_BATCH = 1000
 # A nightly full run that finds its kind busy is retried this often, this many times.
 FULL_RETRY_SECONDS = 60
 FULL_RETRY_TIMES = 120
-# The nightly full reconcile may start this long after service.nightly_hour (see _nightly_due).
-NIGHTLY_WINDOW = dt.timedelta(hours=3)
 # On SIGTERM, running tasks get this long to finish before the consumer stops anyway.
 SHUTDOWN_SECONDS = 30.0
 # Key-value rows the worker keeps for /metrics.
@@ -103,12 +99,7 @@ def error_code(exc: BaseException) -> str:
     return f"{name}:{code}"[:200] if code else name
 
 
-def lock_name(kind: str) -> str:
-    """The lock that serialises runs of one sync kind."""
-    return f"kind:{kind}"
-
-
-class Worker:
+class Worker(Schedules):
     """The queue (a Huey instance), its tasks, and the state they work on.
 
     The web service builds one to enqueue drains; ``mentorsync worker`` builds one and runs its
@@ -240,15 +231,6 @@ class Worker:
                 log.info("%s run of %s skipped: another run holds the lock", mode, kind)
         return outcome[0]
 
-    def nightly(self, kind_names: tuple[str, ...]) -> list[str]:
-        """The night's full reconciles, one kind after the other in the given order; returns
-        the kinds run. A kind that is busy gets its full run retried on its own (run_kind)."""
-        done = []
-        for kind in kind_names:
-            if self.run_kind(kind, "full") is not None:
-                done.append(kind)
-        return done
-
     def retry_failures(self, kind: str) -> int:
         """Run ``kind`` for its failed records whose retry is due; return how many were tried.
 
@@ -278,42 +260,6 @@ class Worker:
         self._locked(kind, work)
         return tried
 
-    def tick(self, now: dt.datetime | None = None) -> dict[str, list[str]]:
-        """The scheduler's minute: sweep the inbox, enqueue due runs; return what was enqueued."""
-        now = now or utcnow()
-        svc = self.settings.service
-        enqueued: dict[str, list[str]] = {"drain": [], "incremental": [], "full": [], "retry": []}
-        waiting = inbox.sweep(self.db, svc.inbox_lease_seconds)
-        for kind in sorted(waiting):
-            self.drain_task(kind)
-            enqueued["drain"].append(kind)
-        self.close_abandoned_runs()
-        local = now.astimezone(zoneinfo.ZoneInfo(self.settings.programme.timezone))
-        nightly: list[str] = []
-        for kind in sorted(kinds()):
-            declared = schedule(kinds()[kind])
-            if declared.incremental and self._due_once(
-                f"schedule:{kind}:incremental", now, svc.incremental_minutes
-            ):
-                self.run_task(kind, "incremental")
-                enqueued["incremental"].append(kind)
-            if _nightly_due(local, svc.nightly_hour) and self._claim_day(
-                f"schedule:{kind}:full", local
-            ):
-                nightly.append(kind)
-            with self.db.session() as session:
-                due = bookkeeping.due_failures(session, kind, now)
-            if due:
-                self.retry_task(kind)
-                enqueued["retry"].append(kind)
-        if nightly:
-            # One task runs the night's full reconciles one after the other, in the kinds'
-            # declared order (members, then pairs, then progress): each builds on the last.
-            nightly.sort(key=lambda k: (schedule(kinds()[k]).nightly_order, k))
-            self.nightly_task(tuple(nightly))
-            enqueued["full"] = nightly
-        return enqueued
-
     def check_moodle_limit(self) -> None:
         """Measure Moodle's real ``max_input_vars`` once at start (PHP drops fields past it
         silently): a configured ``moodle.max_input_vars`` above it refuses the start with the
@@ -332,20 +278,6 @@ class Worker:
         finally:
             client.session.close()
         log.info("moodle keeps %d form fields of a call", limit.value)
-
-    def close_abandoned_runs(self) -> dict[str, list[int]]:
-        """Record as ``interrupted`` the runs still ``running`` whose kind's lock is free (their
-        process died and the lock expired or was cleared); return their ids per kind."""
-        closed: dict[str, list[int]] = {}
-        for kind in sorted(kinds()):
-            if locks.is_held(self.db, lock_name(kind)):
-                continue
-            with self.db.session() as session:
-                ids = bookkeeping.close_abandoned_runs(session, kind)
-            if ids:
-                log.warning("runs of %s recorded as interrupted: %s", kind, ids)
-                closed[kind] = ids
-        return closed
 
     # --- the consumer ---------------------------------------------------------------------
 
@@ -514,32 +446,12 @@ class Worker:
                     session, kind, row.record_id, row.error_code, row.stage, self.settings.service
                 )
 
-    def _due_once(self, key: str, now: dt.datetime, minutes: int) -> bool:
-        """True (and remembered) when ``minutes`` have passed since the last time for ``key``."""
-        with self.db.session() as session:
-            row = session.get(KeyValue, key, with_for_update=True)
-            last = dt.datetime.fromisoformat(row.value) if row and row.value else None
-            # 30 s slack: the scheduler's minute ticks drift a little.
-            if last is not None and (now - last).total_seconds() < minutes * 60 - 30:
-                return False
-            _put(session, key, now.isoformat())
-        return True
-
-    def _claim_day(self, key: str, local: dt.datetime) -> bool:
-        today = local.date().isoformat()
-        with self.db.session() as session:
-            row = session.get(KeyValue, key, with_for_update=True)
-            if row is not None and row.value == today:
-                return False
-            _put(session, key, today)
-        return True
-
     def _count_task_error(self, kind: str) -> None:
         with self.db.session() as session:
             row = session.get(KeyValue, KV_TASK_ERRORS, with_for_update=True)
             counts = dict(row.value) if row and row.value else {}
             counts[kind] = int(counts.get(kind, 0)) + 1
-            _put(session, KV_TASK_ERRORS, counts)
+            put_value(session, KV_TASK_ERRORS, counts)
 
     def _record_api_usage(self, ctx: Context) -> None:
         """Add the API calls made since the last run to the ``metrics:api_calls`` row."""
@@ -565,26 +477,7 @@ class Worker:
                 bucket = totals.setdefault(system, {})
                 for function, n in counter.items():
                     bucket[function] = int(bucket.get(function, 0)) + n
-            _put(session, KV_API_CALLS, totals)
+            put_value(session, KV_API_CALLS, totals)
             if budget is not None:
-                _put(session, KV_SF_BUDGET, {"used": int(budget.used), "limit": int(budget.limit)})
-
-
-def _nightly_due(local: dt.datetime, hour: int) -> bool:
-    """Whether ``local`` is in the nightly window: ``hour`` o'clock until three hours later.
-
-    A window, not the hour itself: on the night a clock jumps forward over that hour (2:00 in
-    many zones), the hour never comes, and a scheduler that was down at the hour catches up.
-    ``_claim_day`` keeps it to one run a day. (Same-zone subtraction is wall-clock time.)
-    """
-    start = local.replace(hour=hour, minute=0, second=0, microsecond=0)
-    return dt.timedelta(0) <= local - start < NIGHTLY_WINDOW
-
-
-def _put(session: Any, key: str, value: Any) -> None:
-    row = session.get(KeyValue, key)
-    if row is None:
-        session.add(KeyValue(key=key, value=value, updated_at=utcnow()))
-    else:
-        row.value = value
-        row.updated_at = utcnow()
+                reading = {"used": int(budget.used), "limit": int(budget.limit)}
+                put_value(session, KV_SF_BUDGET, reading)

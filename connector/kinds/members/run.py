@@ -45,10 +45,6 @@ import collections
 import contextlib
 import datetime as dt
 import logging
-import queue
-import threading
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -56,12 +52,11 @@ from sqlalchemy.orm import Session
 
 from connector.context import Context
 from connector.engine.guard import mass_change
-from connector.engine.kind import MOODLE_USER_ID, ProgressHook, SyncRequest
+from connector.engine.kind import ProgressHook, SyncRequest
 from connector.engine.run import PLAN_LINES_MAX, KindRun
 from connector.engine.writeback import WritebackBuffer
 from connector.errors import (
     MentorsyncError,
-    SalesforceError,
 )
 from connector.kinds.members.apply import MoodleApplier, Outcome
 from connector.kinds.members.lookup import ParallelLookup
@@ -84,22 +79,18 @@ from connector.kinds.members.plan import (
     plan_relink,
     plan_unlinked,
 )
+from connector.kinds.members.read import MemberSource
 from connector.kinds.members.spool import MemberPlanSpool
 from connector.kinds.members.writeback import WRITEBACK_STAGE, read_values
 from connector.kinds.members.writeback import writeback_record as build_writeback
 from connector.state.database import Run, utcnow
 from mappings.fieldmap import FieldMap, load_field_map
-from mappings.members import Account, ContactMapper, MappingRejected, account_from_moodle
+from mappings.members import Account, ContactMapper, MappingRejected
 
 log = logging.getLogger(__name__)
 
 KIND = "members"
 CURSOR = "members:Contact"
-# Contacts planned together: one SOQL page, and a multiple of Moodle's 200 values per lookup
-# (max_batch_items), so lookups come in full calls and the rounding of the partial ones is small.
-CHUNK_SIZE = 2000
-# Chunks read ahead while one is planned.
-PREFETCH_CHUNKS = 1
 # Past-tense counters of the actions.
 DONE = {
     CREATE: "created",
@@ -114,17 +105,7 @@ DONE = {
 }
 
 
-_END = object()
-
-
-@dataclass(frozen=True)
-class _Failed:
-    """An error raised while prefetching, handed over to be raised in the run's thread."""
-
-    error: BaseException
-
-
-class MembersRun(KindRun):
+class MembersRun(MemberSource, KindRun):
     """One run of the member sync."""
 
     kind = KIND
@@ -233,95 +214,6 @@ class MembersRun(KindRun):
             log.warning("%d adoptions refused: their email is shared by contacts", len(refused))
         self.counts["planned"] = len(self.spool)
 
-    def _where(self) -> str:
-        """In scope, or still linked or with a sync status (so a Contact that left scope is
-        seen: its account is handled and a stale status or error cleared)."""
-        scope = self.fieldmap.scope_soql()
-        marks = [self.fieldmap.writeback.get(k) for k in ("user_id", "status")]
-        extra = "".join(f" OR {name} != null" for name in marks if name)
-        return f"({scope}){extra}" if extra else scope
-
-    def _plan_deleted(self, since: dt.datetime | None, run_start: dt.datetime) -> None:
-        """Plan for Contacts deleted or merged away (since the cursor, or in the recycle bin)."""
-        sf = self.ctx.salesforce
-        sobject = self.fieldmap.sobject
-        rows: Iterable[dict[str, Any]]
-        if since is None:
-            rows = sf.query(
-                f"SELECT Id, MasterRecordId FROM {sobject} WHERE IsDeleted = true",  # noqa: S608
-                include_deleted=True,
-            )
-        else:
-            start = since - dt.timedelta(seconds=self.members_settings.lookback_seconds)
-            try:
-                deleted = sf.get_deleted(sobject, start, run_start)
-            except SalesforceError as exc:
-                if exc.error_code != "INVALID_REPLICATION_DATE":
-                    raise
-                # The cursor is older than Salesforce keeps deletions: read the recycle bin.
-                log.warning("getDeleted refused the cursor's age; reading the recycle bin")
-                self._plan_deleted(None, run_start)
-                return
-            ids = [str(d["id"]) for d in deleted if d.get("id")]
-            if not ids:
-                return
-            rows = self._deleted_rows(ids)
-        for chunk in _chunks(rows, CHUNK_SIZE):
-            self._plan_gone_chunk(chunk)
-
-    def _deleted_rows(self, ids: list[str]) -> list[dict[str, Any]]:
-        """The deleted records with their MasterRecordId; purged ones as bare Ids."""
-        found = {
-            r["Id"]: r
-            for r in self.ctx.salesforce.get_by_ids(
-                self.fieldmap.sobject,
-                ["Id", "MasterRecordId", "IsDeleted"],
-                ids,
-                include_deleted=True,
-            )
-        }
-        rows = []
-        for contact_id in ids:
-            row = found.get(contact_id, {"Id": contact_id, "IsDeleted": True})
-            # Undeleted since: the changed-records read sees it as a live Contact.
-            if row.get("IsDeleted") is not False:
-                rows.append(row)
-        return rows
-
-    def _contact_ids(self, ids: list[str]) -> list[str]:
-        """The Contact Ids named: Salesforce Ids as they are, Moodle user ids (from Moodle's
-        user events) through the account's ``idnumber``. A Moodle user deleted since, or one
-        without an idnumber, is not mentorsync's: nothing to do for it."""
-        moodle_ids = [i for i in ids if MOODLE_USER_ID.invalid([i]) == []]
-        if not moodle_ids:
-            return ids
-        self.lookups["id"] += len(moodle_ids)
-        users = self.lookup.by_fields({"id": moodle_ids})["id"]
-        linked = [str(u.get("idnumber") or "") for u in users]
-        contacts = [i for i in ids if i not in set(moodle_ids)]
-        return list(dict.fromkeys([*contacts, *(c for c in linked if c)]))
-
-    def _plan_ids(self, ids: list[str]) -> None:
-        """Plan for the named Contacts, deleted ones included (events, retries, survivors)."""
-        if not ids:
-            return
-        fields = [*self.read_fields, "IsDeleted", "MasterRecordId"]
-        live: list[dict[str, Any]] = []
-        gone: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        for row in self.ctx.salesforce.get_by_ids(
-            self.fieldmap.sobject, fields, ids, include_deleted=True
-        ):
-            seen.add(str(row["Id"]))
-            seen.add(str(row["Id"])[:15])
-            (gone if row.get("IsDeleted") else live).append(row)
-        gone += [{"Id": i, "IsDeleted": True} for i in ids if i not in seen]
-        # Deletions first: a merge survivor must know of its loser's account before planning.
-        for chunk in _chunks(gone, CHUNK_SIZE):
-            self._plan_gone_chunk(chunk)
-        for chunk in _chunks(live, CHUNK_SIZE):
-            self._plan_chunk(chunk)
-
     def _plan_gone_chunk(self, rows: list[dict[str, Any]]) -> None:
         losers = {
             str(r["Id"]): (str(r["MasterRecordId"]) if r.get("MasterRecordId") else "")
@@ -342,52 +234,6 @@ class MembersRun(KindRun):
                 note = f"merged into {master}" if master else "deleted"
                 self._add(plan_gone(loser, account, self.policy, note=note))
         self.tick(len(rows))
-
-    def _prefetched(
-        self, rows: Iterable[dict[str, Any]]
-    ) -> Iterator[tuple[list[dict[str, Any]], dict[str, list[Account]]]]:
-        """Chunks of ``rows`` with their accounts by idnumber, read one chunk ahead.
-
-        A background thread reads the next Salesforce page and looks up the next chunk's
-        accounts while this one is planned: the waiting overlaps, the calls stay the same.
-        At most PREFETCH_CHUNKS chunks wait, so memory stays bounded. The Salesforce client is
-        used only by that thread until the stream ends.
-        """
-        ahead: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH_CHUNKS)
-        stop = threading.Event()
-
-        def put(item: Any) -> bool:
-            while not stop.is_set():
-                try:
-                    ahead.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def produce() -> None:
-            try:
-                for chunk in _chunks(rows, CHUNK_SIZE):
-                    linked = self._accounts_by_idnumber([str(r["Id"]) for r in chunk])
-                    if not put((chunk, linked)):
-                        return
-                put(_END)
-            except Exception as exc:  # noqa: BLE001  (not swallowed: the consumer raises it)
-                put(_Failed(exc))
-
-        producer = threading.Thread(target=produce, name="members-prefetch", daemon=True)
-        producer.start()
-        try:
-            while True:
-                item = ahead.get()
-                if item is _END:
-                    return
-                if isinstance(item, _Failed):
-                    raise item.error
-                yield item
-        finally:
-            stop.set()
-            producer.join()
 
     def _plan_chunk(
         self, rows: list[dict[str, Any]], linked: dict[str, list[Account]] | None = None
@@ -465,22 +311,6 @@ class MembersRun(KindRun):
             rejection=rejection,
             writeback=read_values(row, fm.writeback),
         )
-
-    def _accounts_by_idnumber(self, ids: list[str]) -> dict[str, list[Account]]:
-        if not ids:
-            return {}
-        self.lookups["idnumber"] += len(ids)
-        users = self.lookup.by_fields({"idnumber": ids})["idnumber"]
-        return self._group(users, lambda a: a.idnumber)
-
-    def _group(self, users: list[dict[str, Any]], key: Any) -> dict[str, list[Account]]:
-        grouped: dict[str, list[Account]] = {}
-        for user in users:
-            account = account_from_moodle(user, self.fieldmap)
-            bucket = grouped.setdefault(key(account), [])
-            if all(a.id != account.id for a in bucket):
-                bucket.append(account)
-        return grouped
 
     def _add(self, action: Any) -> None:
         """Spool an action, unless it needs nothing at all (counted as unchanged)."""
@@ -622,17 +452,6 @@ def _linked_delta(action: Any) -> int:
     if action.kind == SUSPEND and action.writeback is not None:
         return -1
     return 0
-
-
-def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _last_linked_active(session: Any) -> int | None:

@@ -799,7 +799,7 @@ def test_outage_between_moodle_writes_and_writeback_converges(env: Env) -> None:
 def test_existing_account_matching_an_email_two_contacts_share_is_adopted_by_neither(
     env: Env, monkeypatch: pytest.MonkeyPatch, chunk_size: int
 ) -> None:
-    import connector.kinds.members.run as members_module
+    import connector.kinds.members.read as members_module
 
     monkeypatch.setattr(members_module, "CHUNK_SIZE", chunk_size)  # also across chunks
     existing = env.moodle.add_user(username="family", email="family@example.org")
