@@ -9,14 +9,13 @@ in the middle of a run.
 from __future__ import annotations
 
 import string
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from connector.clients.salesforce import soql
 from connector.errors import ConfigError
+from mappings.files import read_map_file
 
 DEFAULT_FILE = "default_fieldmap.toml"
 
@@ -104,21 +103,7 @@ def load_field_map(path: str | Path | None = None) -> FieldMap:
 
     Raises :class:`ConfigError` (key ``members.field_map``) naming what is wrong and where.
     """
-    if path:
-        source = str(path)
-        try:
-            raw = Path(path).read_bytes()
-        except OSError as exc:
-            raise ConfigError(
-                "members.field_map", f"cannot read {source} ({exc.strerror})"
-            ) from None
-    else:
-        source = f"mappings/{DEFAULT_FILE}"
-        raw = resources.files("mappings").joinpath(DEFAULT_FILE).read_bytes()
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError("members.field_map", f"{source} is not valid TOML ({exc})") from None
+    data, source = read_map_file(path, DEFAULT_FILE, "members.field_map")
     return parse_field_map(data, source)
 
 

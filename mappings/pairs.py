@@ -13,10 +13,8 @@ never the value: they go to logs and back to Salesforce.
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from connector.clients.salesforce import soql
 from connector.errors import ConfigError
+from mappings.files import read_map_file
 
 DEFAULT_FILE = "default_pairs_fieldmap.toml"
 CONFIG_KEY = "pairs.field_map"
@@ -120,19 +119,7 @@ def load_pairs_field_map(path: str | Path | None = None) -> PairsFieldMap:
 
     Raises :class:`ConfigError` (key ``pairs.field_map``) naming what is wrong and where.
     """
-    if path:
-        source = str(path)
-        try:
-            raw = Path(path).read_bytes()
-        except OSError as exc:
-            raise ConfigError(CONFIG_KEY, f"cannot read {source} ({exc.strerror})") from None
-    else:
-        source = f"mappings/{DEFAULT_FILE}"
-        raw = resources.files("mappings").joinpath(DEFAULT_FILE).read_bytes()
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(CONFIG_KEY, f"{source} is not valid TOML ({exc})") from None
+    data, source = read_map_file(path, DEFAULT_FILE, CONFIG_KEY)
     return parse_pairs_field_map(data, source)
 
 

@@ -8,14 +8,13 @@ every name, so a typo fails at start-up with the key named
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from connector.clients.salesforce import soql
 from connector.errors import ConfigError
+from mappings.files import read_map_file
 
 DEFAULT_FILE = "default_progress_fieldmap.toml"
 CONFIG_KEY = "programme.progress_field_map"
@@ -100,19 +99,7 @@ def load_progress_map(path: str | Path | None = None) -> ProgressMap:
 
     Raises :class:`ConfigError` (key ``programme.progress_field_map``) naming what is wrong.
     """
-    if path:
-        source = str(path)
-        try:
-            raw = Path(path).read_bytes()
-        except OSError as exc:
-            raise ConfigError(CONFIG_KEY, f"cannot read {source} ({exc.strerror})") from None
-    else:
-        source = f"mappings/{DEFAULT_FILE}"
-        raw = resources.files("mappings").joinpath(DEFAULT_FILE).read_bytes()
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(CONFIG_KEY, f"{source} is not valid TOML ({exc})") from None
+    data, source = read_map_file(path, DEFAULT_FILE, CONFIG_KEY)
     return parse_progress_map(data, source)
 
 
