@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote_plus
 
+from sqlalchemy.orm import Session
+
 from connector.clients.moodle.client import MoodleClient
 from connector.clients.salesforce import soql
 from connector.clients.salesforce.client import MAX_ENCODED_SOQL, SalesforceClient
@@ -236,7 +238,10 @@ def entry_of(grant: Grant, owner: str) -> ownership.Entry:
 
 
 def ledger(
-    session: Any, owners: Iterable[str], users: Iterable[int] = (), known: Owned | None = None
+    session: Session,
+    owners: Iterable[str],
+    users: Iterable[int] = (),
+    known: Owned | None = None,
 ) -> Owned:
     """The ledger entries of ``owners``, plus the shared grants (enrolments, roles) of ``users``.
 
