@@ -76,9 +76,16 @@ class Store:
         self._records: dict[str, dict[str, Record]] = {name: {} for name in OBJECTS}
         self._counters: dict[str, int] = dict.fromkeys(OBJECTS, 0)
         self._auto_numbers: dict[str, int] = dict.fromkeys(OBJECTS, 0)
-        # (object, external id field) -> case-folded value -> ids (deleted records included)
+        # (object, external id field) -> value (case-folded unless the field is case-sensitive,
+        # as its metadata says) -> ids (deleted records included)
         self._ext_index: dict[tuple[str, str], dict[str, set[str]]] = {
             (o.name, f.name): {} for o in OBJECTS.values() for f in o.fields if f.external_id
+        }
+        self._ext_case: dict[tuple[str, str], bool] = {
+            (o.name, f.name): f.case_sensitive
+            for o in OBJECTS.values()
+            for f in o.fields
+            if f.external_id
         }
         # object -> id -> deletedDate, for getDeleted
         self._deleted: dict[str, dict[str, str]] = {name: {} for name in OBJECTS}
@@ -159,7 +166,7 @@ class Store:
         """Ids of live records whose external id field ``field_name`` equals ``value``."""
         with self.lock:
             index = self._ext_index.get((sobject, field_name), {})
-            ids = index.get(str(value).casefold(), set())
+            ids = index.get(self._ext_key(sobject, field_name, value), set())
             return sorted(i for i in ids if not self._records[sobject][i]["IsDeleted"])
 
     # -- writes ------------------------------------------------------------------------------
@@ -495,15 +502,22 @@ class Store:
         self._deleted[odef.name][record["Id"]] = now
         # Deleting fires no Outbound Message, as in Salesforce: sweeps find deletions.
 
+    def _ext_key(self, sobject: str, field_name: str, value: Any) -> str:
+        """The index key of an external id value: as it is for a case-sensitive field."""
+        text = str(value)
+        return text if self._ext_case.get((sobject, field_name)) else text.casefold()
+
     def _index(self, odef: ObjectDef, record: Record) -> None:
         for (sobject, name), index in self._ext_index.items():
             if sobject == odef.name and record.get(name) is not None:
-                index.setdefault(str(record[name]).casefold(), set()).add(record["Id"])
+                index.setdefault(self._ext_key(sobject, name, record[name]), set()).add(
+                    record["Id"]
+                )
 
     def _unindex(self, odef: ObjectDef, record: Record) -> None:
         for (sobject, name), index in self._ext_index.items():
             if sobject == odef.name and record.get(name) is not None:
-                ids = index.get(str(record[name]).casefold())
+                ids = index.get(self._ext_key(sobject, name, record[name]))
                 if ids:
                     ids.discard(record["Id"])
 

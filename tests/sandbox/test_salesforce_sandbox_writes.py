@@ -156,10 +156,15 @@ def test_unique_external_id_refuses_a_duplicate(sf, rest):
     match = sf.store.create("Mentorship_Match__c", {})
     sf.store.create("Mentoring_Meeting__c", {"Match__c": match, "External_Id__c": "K"})
     response = rest.post(
-        "sobjects/Mentoring_Meeting__c", json={"Match__c": match, "External_Id__c": "k"}
+        "sobjects/Mentoring_Meeting__c", json={"Match__c": match, "External_Id__c": "K"}
     )
     assert response.status_code == 400
     assert response.json()[0]["errorCode"] == "DUPLICATE_VALUE"
+    # The metadata makes External_Id__c case-sensitive (deploy/salesforce): "k" is another key.
+    other = rest.post(
+        "sobjects/Mentoring_Meeting__c", json={"Match__c": match, "External_Id__c": "k"}
+    )
+    assert other.status_code == 201
 
 
 # -- collections ----------------------------------------------------------------------------
