@@ -389,6 +389,16 @@ class Store:
                 if problem:
                     errors.append(problem)
                     continue
+            if value is not None and f.restricted_picklist and str(value) not in f.picklist:
+                # A restricted picklist (the metadata's <restricted>true</restricted>).
+                errors.append(
+                    error(
+                        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                        f"{f.label or f.name}: bad value for restricted picklist field: {value}",
+                        [f.name],
+                    )
+                )
+                continue
             values[f.name] = value
         refused = {name for e in errors for name in e["fields"]}
         missing = [

@@ -444,3 +444,13 @@ def test_unknown_paths_and_methods(rest):
     wrong_method = rest.request("PUT", "sobjects/Contact/0035e0000000001AAA", json={})
     assert wrong_method.status_code == 405
     assert wrong_method.json()[0]["errorCode"] == "METHOD_NOT_ALLOWED"
+
+
+def test_a_value_outside_a_restricted_picklist_is_refused(sf, rest):
+    cid = sf.store.create("Contact", {"LastName": "P"})
+    refused = rest.patch(f"sobjects/Contact/{cid}", json={"LMS_Sync_Status__c": "Synched"})
+    assert refused.status_code == 400
+    assert refused.json()[0]["errorCode"] == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+    assert refused.json()[0]["fields"] == ["LMS_Sync_Status__c"]
+    accepted = rest.patch(f"sobjects/Contact/{cid}", json={"LMS_Sync_Status__c": "Synced"})
+    assert accepted.status_code == 204
