@@ -33,7 +33,6 @@ import collections
 import json
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,14 +43,18 @@ import requests
 import tenacity
 from urllib3.exceptions import NewConnectionError
 
-from connector.clients.moodle.errors import DML_WRITE, ERRORS, rule_for
+from connector.clients.moodle.errors import (
+    DML_WRITE,
+    ERRORS,
+    configuration_error,
+    error_from_answer,
+)
 from connector.clients.moodle.params import PROTOCOL_FIELDS, count_fields, encode, split_items
 from connector.config import MoodleSettings
 from connector.errors import (
     BatchTooLargeError,
     ConfigError,
     MoodleConfigurationError,
-    MoodleError,
     MoodleProtocolError,
     MoodleRecordError,
     MoodleTransientError,
@@ -91,7 +94,6 @@ REQUIRED_FUNCTIONS: tuple[str, ...] = (
 # "Error writing to database": a race between concurrent calls, or a value the database refuses.
 
 # A real Moodle error code; the weak-password case puts the policy's HTML there instead (05_).
-_CODE_SHAPE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 # Gateways that may have passed the request on before failing: on a write, outcome unknown.
 _GATEWAY_STATUSES = frozenset({502, 504})
 # What to fix when the answer is not the web-service protocol (MoodleProtocolError.hint).
@@ -313,7 +315,7 @@ class MoodleClient:
         if status == 403:
             # The REST server answers a bare 403 when web services or REST are disabled.
             hint = ERRORS["webservicesnotenabled"].hint
-            raise _configuration_error(wsfunction, f"http{status}", body, hint)
+            raise configuration_error(wsfunction, f"http{status}", body, hint)
         if write and status in _GATEWAY_STATUSES:
             log.warning("moodle %s: HTTP %d on a write, outcome unknown", wsfunction, status)
             raise UnknownOutcomeError(
@@ -342,7 +344,7 @@ class MoodleClient:
                 ) from None
             raise MoodleTransientError(wsfunction, "notjson") from None
         if isinstance(data, dict) and "exception" in data and "errorcode" in data:
-            raise _error(wsfunction, data, body, write)
+            raise error_from_answer(wsfunction, data, body, write)
         return data
 
     # --- PHP's real max_input_vars ---------------------------------------------------------
@@ -598,49 +600,6 @@ def _never_sent(exc: requests.exceptions.ConnectionError) -> bool:
     """True when the connection was never made (refused, unresolvable): nothing reached Moodle."""
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return isinstance(reason, NewConnectionError)
-
-
-def _error(
-    wsfunction: str, data: Mapping[str, Any], body: _Body, write: bool = False
-) -> MoodleError:
-    """Turn Moodle's ``{"exception","errorcode","message"}`` answer into a typed error."""
-    raw_code = str(data.get("errorcode") or "")
-    message = str(data.get("message") or "")
-    upstream = (str(data.get("exception") or ""), message, str(data.get("debuginfo") or ""))
-    if _CODE_SHAPE.match(raw_code):
-        code = raw_code
-    elif wsfunction in ("core_user_create_users", "core_user_update_users"):
-        code = "passwordpolicy"  # Moodle throws the policy's HTML as the error code (05_)
-    else:
-        code = "unrecognisederror"
-    rule = rule_for(code, message, write)
-    error: MoodleError
-    if issubclass(rule.error, MoodleConfigurationError):
-        error = _configuration_error(wsfunction, code, body, rule.hint, upstream)
-    else:
-        error = rule.error(wsfunction, code, *upstream)
-    if isinstance(error, MoodleTransientError):
-        # Retried: the retry's own line says it once (attempt n, wait), or the giving up.
-        log.debug("moodle %s: %s (%s)", wsfunction, code, type(error).__name__)
-    else:
-        log.warning("moodle %s: %s (%s)", wsfunction, code, type(error).__name__)
-    return error
-
-
-def _configuration_error(
-    wsfunction: str,
-    code: str,
-    body: _Body,
-    template: str,
-    upstream: tuple[str, str, str] = ("", "", ""),
-) -> MoodleConfigurationError:
-    roles = sorted({v for k, v in body if k == "roleid" or k.endswith("[roleid]")}, key=_numeric)
-    hint = template.format(wsfunction=wsfunction, roles=", ".join(roles) or "?")
-    return MoodleConfigurationError(wsfunction, code, *upstream, hint=hint)
-
-
-def _numeric(value: str) -> tuple[int, str]:
-    return (int(value), "") if value.isdigit() else (0, value)
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:

@@ -15,7 +15,11 @@ the record's fault).
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from connector.errors import (
     MoodleConfigurationError,
@@ -23,6 +27,13 @@ from connector.errors import (
     MoodleRecordError,
     MoodleTransientError,
 )
+
+log = logging.getLogger("connector.clients.moodle.client")
+
+# The form fields of a call, as sent.
+Body = list[tuple[str, str]]
+# A real Moodle error code; the weak-password case puts the policy's HTML there instead (05_).
+_CODE_SHAPE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
 @dataclass(frozen=True)
@@ -81,3 +92,48 @@ def rule_for(code: str, message: str, write: bool) -> Rule:
     if code == DML_WRITE and not write:
         return Rule(MoodleTransientError)
     return Rule(MoodleRecordError)
+
+
+def error_from_answer(
+    wsfunction: str, data: Mapping[str, Any], body: Body, write: bool = False
+) -> MoodleError:
+    """Turn Moodle's ``{"exception","errorcode","message"}`` answer into a typed error, by the
+    table; ``body`` (the form fields sent) only names the roles in a hint."""
+    raw_code = str(data.get("errorcode") or "")
+    message = str(data.get("message") or "")
+    upstream = (str(data.get("exception") or ""), message, str(data.get("debuginfo") or ""))
+    if _CODE_SHAPE.match(raw_code):
+        code = raw_code
+    elif wsfunction in ("core_user_create_users", "core_user_update_users"):
+        code = "passwordpolicy"  # Moodle throws the policy's HTML as the error code (05_)
+    else:
+        code = "unrecognisederror"
+    rule = rule_for(code, message, write)
+    error: MoodleError
+    if issubclass(rule.error, MoodleConfigurationError):
+        error = configuration_error(wsfunction, code, body, rule.hint, upstream)
+    else:
+        error = rule.error(wsfunction, code, *upstream)
+    if isinstance(error, MoodleTransientError):
+        # Retried: the retry's own line says it once (attempt n, wait), or the giving up.
+        log.debug("moodle %s: %s (%s)", wsfunction, code, type(error).__name__)
+    else:
+        log.warning("moodle %s: %s (%s)", wsfunction, code, type(error).__name__)
+    return error
+
+
+def configuration_error(
+    wsfunction: str,
+    code: str,
+    body: Body,
+    template: str,
+    upstream: tuple[str, str, str] = ("", "", ""),
+) -> MoodleConfigurationError:
+    """A configuration error with its hint filled in (the function, the roles asked for)."""
+    roles = sorted({v for k, v in body if k == "roleid" or k.endswith("[roleid]")}, key=_numeric)
+    hint = template.format(wsfunction=wsfunction, roles=", ".join(roles) or "?")
+    return MoodleConfigurationError(wsfunction, code, *upstream, hint=hint)
+
+
+def _numeric(value: str) -> tuple[int, str]:
+    return (int(value), "") if value.isdigit() else (0, value)
