@@ -321,8 +321,9 @@ class PairsRun(KindRun):
                 record["Id"] = wb.match_id
                 self._writeback.add(record, ok)
             self._settle(wb.match_id, error)
+        written = {wb.match_id for wb in self.writebacks}
         for match_id, error in self._errors.items():
-            if match_id not in {wb.match_id for wb in self.writebacks}:
+            if match_id not in written:
                 self._settle(match_id, error)
         self._writeback.flush()
         self.counts["written_back"] = self._writeback.written
