@@ -28,7 +28,16 @@ from connector.engine.spool import PlanSpool
 from connector.engine.writeback import WritebackBuffer
 from connector.kinds.pairs import read
 from connector.kinds.pairs.apply import DONE, PairsApplier
-from connector.kinds.pairs.model import ACTIVE, FAILED, REPORT, Action, Owned, Person, WriteBack
+from connector.kinds.pairs.model import (
+    ACTIVE,
+    FAILED,
+    REPORT,
+    Action,
+    Match,
+    Owned,
+    Person,
+    WriteBack,
+)
 from connector.kinds.pairs.plan import guard_base, involved_contacts, involved_users, plan_pairs
 from connector.kinds.pairs.settings import PairsSettings, validate_pairs
 from connector.state import ownership
@@ -203,7 +212,7 @@ class PairsRun(KindRun):
         for match_id in sorted(planned - touched):
             self.succeeded(match_id)  # in step already
 
-    def _people(self, matches: list[Any], owned: Owned) -> dict[str, Person]:
+    def _people(self, matches: list[Match], owned: Owned) -> dict[str, Person]:
         """Contact Id -> Person for everyone of ``matches`` and the ledger's subjects.
 
         People of active matches without an account get one first (the member reconcile for
@@ -219,11 +228,13 @@ class PairsRun(KindRun):
             c: read.person(c, contacts.get(c), accounts.get(c), self.members, suspend) for c in ids
         }
         missing = sorted(
-            c
-            for m in matches
-            if m.status == ACTIVE
-            for c in (m.mentor_id, m.mentee_id)
-            if c in people and people[c].moodle_id is None and not people[c].problem
+            {
+                c
+                for m in matches
+                if m.status == ACTIVE
+                for c in (m.mentor_id, m.mentee_id)
+                if c in people and people[c].moodle_id is None and not people[c].problem
+            }
         )
         if missing and not self.request.dry_run and self._make_accounts(missing):
             accounts.update(read.accounts(ctx.moodle, missing))
