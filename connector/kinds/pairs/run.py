@@ -343,7 +343,9 @@ class PairsRun(KindRun):
         if not error:
             self.succeeded(match_id)
             return
-        stage = "plan" if not error.startswith("moodle:") else "moodle"
+        # Moodle's refusals (and a group its create failed for) are retried; a person's or a
+        # mapping problem waits for the record to change.
+        stage = "moodle" if error.startswith(("moodle:", "pairs:")) else "plan"
         self.failed_record(match_id, error, stage)
 
     def _written(self, match_id: str, success: bool, code: str, was_ok: bool) -> None:
