@@ -144,15 +144,24 @@ def naive_sync(ctx: Any) -> dict[str, int]:
 # --- the parent: sandboxes, phases, report ---------------------------------------------------
 
 
-def write_config(path: Path, sf: Any, moodle: Any, data_dir: Path) -> None:
-    """A mentorsync config for the child processes."""
+def write_config(
+    path: Path,
+    sf: Any,
+    moodle: Any,
+    data_dir: Path,
+    sections: str = "[members]\nlookback_seconds = 0\n",
+    *,
+    moodle_read_timeout: float = 120.0,
+) -> None:
+    """A mentorsync config for the child processes, on both sandboxes; ``sections``: the
+    bench's own settings (TOML), before ``[service]``. Shared by the pairs and progress benches."""
     path.write_text(
         f"""
 [moodle]
 url = "{moodle.url}"
 token = "{moodle.token}"
 max_input_vars = {moodle.max_input_vars}
-read_timeout = 120.0
+read_timeout = {moodle_read_timeout}
 
 [salesforce]
 auth = "password"
@@ -163,9 +172,7 @@ domain = "{sf.host}:{sf.port}"
 ca_bundle = "{sf.ca_file}"
 read_timeout = 300.0
 
-[members]
-lookback_seconds = 0
-
+{sections}
 [service]
 data_dir = "{data_dir}"
 """,

@@ -49,6 +49,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.members import cpu_seconds, observed, peak_rss_mb  # noqa: E402
+from bench.members import write_config as members_config  # noqa: E402
 
 SOQL_PAGE = 2000
 COLLECTION = 200
@@ -173,29 +174,8 @@ def naive_sync(ctx: Any) -> dict[str, int]:
     return counts
 
 
-# --- the parent: sandboxes, phases, report ---------------------------------------------------
-
-
-def write_config(path: Path, sf: Any, moodle: Any, data_dir: Path) -> None:
-    """A mentorsync config for the child processes (no look-back: each run reads anew)."""
-    path.write_text(
-        f"""
-[moodle]
-url = "{moodle.url}"
-token = "{moodle.token}"
-max_input_vars = {moodle.max_input_vars}
-read_timeout = 300.0
-
-[salesforce]
-auth = "password"
-username = "{sf.username}"
-password = "{sf.password}"
-security_token = "{sf.security_token}"
-domain = "{sf.host}:{sf.port}"
-ca_bundle = "{sf.ca_file}"
-read_timeout = 300.0
-
-[members]
+# The bench's own settings: no look-back (each run reads anew), no guard in the way.
+SECTIONS = """[members]
 lookback_seconds = 0
 mass_change_share = 1.0
 mass_change_count = 1000000
@@ -204,12 +184,16 @@ mass_change_count = 1000000
 lookback_seconds = 0
 mass_change_share = 1.0
 mass_change_count = 1000000
+"""
 
-[service]
-data_dir = "{data_dir}"
-""",
-        encoding="utf-8",
-    )
+
+# --- the parent: sandboxes, phases, report ---------------------------------------------------
+
+
+def write_config(path: Path, sf: Any, moodle: Any, data_dir: Path) -> None:
+    """A mentorsync config for the child processes (the members bench's, with this bench's
+    sections)."""
+    members_config(path, sf, moodle, data_dir, SECTIONS, moodle_read_timeout=300.0)
 
 
 def run_child(config: Path, mode: str) -> dict:

@@ -39,6 +39,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.members import cpu_seconds, peak_rss_mb  # noqa: E402
+from bench.members import write_config as members_config  # noqa: E402
 
 NOW = dt.datetime(2026, 12, 10, 15, 0, tzinfo=dt.UTC)
 # How many meetings a mentee has ticked by 10 December, and how often.
@@ -74,35 +75,18 @@ def child(config: str, mode: str, ids: str, trace: bool) -> None:
     print(json.dumps(out))
 
 
-def write_config(path: Path, sf: Any, moodle: Any, data_dir: Path) -> None:
-    """A mentorsync config for the child processes."""
-    path.write_text(
-        f"""
-[moodle]
-url = "{moodle.url}"
-token = "{moodle.token}"
-max_input_vars = {moodle.max_input_vars}
-read_timeout = 120.0
-
-[salesforce]
-auth = "password"
-username = "{sf.username}"
-password = "{sf.password}"
-security_token = "{sf.security_token}"
-domain = "{sf.host}:{sf.port}"
-ca_bundle = "{sf.ca_file}"
-read_timeout = 300.0
-
-[programme]
+# The bench's own settings: a fixed window, no guard in the way.
+SECTIONS = """[programme]
 window_year = 2026
 completion_concurrency = 4
 mass_change_share = 1.0
+"""
 
-[service]
-data_dir = "{data_dir}"
-""",
-        encoding="utf-8",
-    )
+
+def write_config(path: Path, sf: Any, moodle: Any, data_dir: Path) -> None:
+    """A mentorsync config for the child processes (the members bench's, with this bench's
+    sections)."""
+    members_config(path, sf, moodle, data_dir, SECTIONS, moodle_read_timeout=120.0)
 
 
 def run_child(config: Path, mode: str, ids: str = "", trace: bool = False) -> dict[str, Any]:
