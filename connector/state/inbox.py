@@ -63,6 +63,12 @@ def _chunks(items: Sequence[object], size: int = _CHUNK) -> Iterable[Sequence[ob
 # SystemModstamp (NOT EXISTS, through ix_inbox_record_modstamp). RETURNING says what was new.
 # Sent as written (exec_driver_sql): composing and compiling Core expressions cost more CPU than
 # the database's work here (bench/webhooks.py).
+#
+# On PostgreSQL the rows go in in key order. Writers of several processes run at once there, and
+# a row one of them has inserted but not committed makes another inserting the same key wait for
+# it; inserted in the order they came, two writers holding keys the other wants deadlock
+# ("deadlock detected", 40P01: one of them fails and its deliveries answer 503). In one order, a
+# writer waits only for keys below the one it is at, so no two ever wait for each other.
 _SQLITE_INSERT = """
 INSERT INTO inbox
     (dedup_key, source, kind, object, record_id, modstamp, received_at, status, attempts)
@@ -84,6 +90,7 @@ FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::varc
 WHERE n.modstamp IS NULL OR NOT EXISTS (
     SELECT 1 FROM inbox AS i WHERE i.record_id = n.record_id AND i.modstamp = n.modstamp
 )
+ORDER BY n.dedup_key
 ON CONFLICT (dedup_key) DO NOTHING
 RETURNING dedup_key
 """

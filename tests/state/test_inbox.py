@@ -164,36 +164,41 @@ def test_deliveries_waiting_for_a_commit_share_the_next_transaction(
 def test_two_writers_storing_the_same_notifications_store_each_once(
     tmp_path: Path, backend: Backend, db: StateDB
 ) -> None:
-    # A second StateDB has a writer of its own, as a second web process has.
+    # A second StateDB has a writer of its own, as a second web process has. Each round, the
+    # two store overlapping parts at once; on PostgreSQL their writers then insert keys the
+    # other holds uncommitted, which deadlocked (about one round in four) until the rows went in
+    # in key order. Ten rounds made that fail in most runs.
     other = StateDB(make_settings(tmp_path, **backend.overrides()).database_url)
-    notices = [notice(n) for n in range(200)]
-    barrier = threading.Barrier(8)
+    rounds = 10
     results: list[inbox.StoreResult] = []
     errors: list[BaseException] = []
 
-    def deliver(state: StateDB, part: list[inbox.Notice]) -> None:
+    def deliver(barrier: threading.Barrier, state: StateDB, part: list[inbox.Notice]) -> None:
         barrier.wait()
         try:
             results.append(inbox.store(state, part))
         except Exception as exc:  # noqa: BLE001  (collected for the assertion below)
             errors.append(exc)
 
-    threads = [
-        threading.Thread(target=deliver, args=(state, notices[start::3]))
-        for state in (db, other)
-        for start in range(4)  # overlapping parts: start 3 repeats start 0's every third
-    ]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
+        for round_ in range(rounds):
+            notices = [notice(n) for n in range(round_ * 200, round_ * 200 + 200)]
+            barrier = threading.Barrier(8)
+            threads = [
+                threading.Thread(target=deliver, args=(barrier, state, notices[start::3]))
+                for state in (db, other)
+                for start in range(4)  # overlapping parts: start 3 repeats start 0's every third
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
     finally:
         other.dispose()
     assert errors == []
-    assert sum(r.stored for r in results) == 200
-    assert sum(r.stored + r.duplicates for r in results) == 2 * (67 + 67 + 66 + 66)
-    assert count(db) == 200
+    assert sum(r.stored for r in results) == rounds * 200
+    assert sum(r.stored + r.duplicates for r in results) == rounds * 2 * (67 + 67 + 66 + 66)
+    assert count(db) == rounds * 200
 
 
 _FAIL_ON_K2 = {
