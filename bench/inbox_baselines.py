@@ -7,6 +7,8 @@ in one run, on one machine, under one load.
 - ``group-v1``: the first group commit: one writer thread per process batching concurrent
   deliveries, but each batch still the SELECT + INSERT transaction above (three round trips on
   PostgreSQL: the SELECT with its BEGIN, the INSERT, the COMMIT).
+- ``group-v2``: the batch as one INSERT ... ON CONFLICT DO NOTHING RETURNING, as shipped, but
+  sent through SQLAlchemy (``Connection.exec_driver_sql``) instead of on the driver's cursor.
 
 :func:`install` swaps one of them into the server process.
 """
@@ -24,7 +26,7 @@ from connector.state import inbox
 from connector.state.database import InboxEvent, StateDB, utcnow
 from connector.state.inbox import Notice, StoreResult
 
-MODES = ("one-by-one", "group-v1", "group")
+MODES = ("one-by-one", "group-v1", "group-v2", "group")
 _CHUNK = 500
 _EXISTING = select(InboxEvent.dedup_key, InboxEvent.record_id, InboxEvent.modstamp).where(
     or_(
@@ -131,6 +133,13 @@ def _group_v1_transaction(
     return results
 
 
+def _group_v2_insert_new(conn: Connection, rows: Sequence[Notice]) -> set[str]:
+    """``group-v2``: the batch's statement through SQLAlchemy (replaces ``inbox._insert_new``)."""
+    name = conn.dialect.name
+    result = conn.exec_driver_sql(inbox.insert_statement(name), inbox.insert_params(name, rows))
+    return {row[0] for row in result}
+
+
 def install(mode: str) -> None:
     """Make this (server) process write the inbox the ``mode`` way; ``group`` changes nothing."""
     if mode == "one-by-one":
@@ -143,5 +152,7 @@ def install(mode: str) -> None:
         from connector.state.inbox_writer import InboxWriter
 
         InboxWriter._commit = _group_v1_commit  # type: ignore[method-assign]
+    elif mode == "group-v2":
+        inbox._insert_new = _group_v2_insert_new  # type: ignore[assignment]
     elif mode != "group":
         raise ValueError(f"unknown inbox mode {mode!r}; one of {', '.join(MODES)}")

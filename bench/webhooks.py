@@ -11,9 +11,10 @@ Three servers are measured in one run, each on a fresh state database, one per w
 the inbox (``--modes``; see ``bench/inbox_baselines.py``): ``one-by-one`` (a transaction per
 delivery, committed by the request's thread: the inbox before group commit), ``group-v1`` (the
 first group commit: a writer thread per process batching concurrent deliveries, each batch a
-SELECT + INSERT transaction through SQLAlchemy) and ``group`` (the inbox as shipped: each batch one
-INSERT ... ON CONFLICT DO NOTHING RETURNING on the driver's cursor, in autocommit on PostgreSQL;
-see ``connector/state/inbox_writer.py``). Each server reports its writer's batches, lock waits
+SELECT + INSERT transaction through SQLAlchemy), ``group-v2`` (each batch one INSERT ... ON CONFLICT
+DO NOTHING RETURNING, in autocommit on PostgreSQL, sent through SQLAlchemy) and ``group`` (the
+inbox as shipped: that statement on the driver's own cursor; see
+``connector/state/inbox_writer.py``). Each server reports its writer's batches, lock waits
 and transaction time, and where the CPU went per request (``bench/cputime.py``): the web
 processes, the database server (PostgreSQL), the load generator, and the rest of the machine
 (other work on a shared host). ``--database postgresql`` runs them on a PostgreSQL 15 cluster the
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
+import logging
 import os
 import signal
 import socket
@@ -144,9 +146,12 @@ def dump_stats(directory: Path, db: Any) -> None:
 
 def serve(workers: int, threads: int) -> None:
     """Run gunicorn exactly as ``mentorsync serve`` configures it, with :func:`bench_app`."""
+    from connector.cli import configure_logging
     from connector.cli.service import gunicorn_options, prepare_storage, run_gunicorn
     from connector.config import load_settings
 
+    # Logging as under `mentorsync serve` (a line per stored message); the lines go to a file.
+    configure_logging(logging.INFO)
     settings = load_settings()
     options = gunicorn_options(settings, None, workers, threads, None)
     options["loglevel"] = "warning"
@@ -262,7 +267,12 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 60) ->
     raise SystemExit("server not ready in time")
 
 
-def inbox_rows(database_url: str) -> int:
+def stored_notifications(database_url: str) -> tuple[int, int]:
+    """``(notifications, rows)`` in the inbox.
+
+    A notification that wakes several sync kinds (a Contact wakes members and pairs) is one
+    row per kind: the first keeps the notification's own key, the others' keys end in ``#kind``.
+    """
     from sqlalchemy import func, select
 
     from connector.state.database import InboxEvent, StateDB
@@ -270,7 +280,13 @@ def inbox_rows(database_url: str) -> int:
     db = StateDB(database_url)
     try:
         with db.session() as session:
-            return int(session.scalar(select(func.count()).select_from(InboxEvent)) or 0)
+            rows = int(session.scalar(select(func.count()).select_from(InboxEvent)) or 0)
+            firsts = session.scalar(
+                select(func.count())
+                .select_from(InboxEvent)
+                .where(InboxEvent.dedup_key.not_like("%#%"))
+            )
+            return int(firsts or 0), rows
     finally:
         db.dispose()
 
@@ -311,7 +327,8 @@ def measure(
         env.pop("MENTORSYNC_CONFIG", None)
         command = [sys.executable, __file__, "--serve"]
         command += ["--workers", str(args.workers), "--threads", str(args.threads)]
-        proc = subprocess.Popen(command, env=env)
+        server_log = (data_dir / "server.log").open("wb")
+        proc = subprocess.Popen(command, env=env, stderr=server_log)
         trees = {"web": proc.pid} | ({"db": db_pid} if db_pid else {})
         meter = CpuMeter(trees)
         cpu = {"bare": CpuUse(), "outbound": CpuUse()}
@@ -347,7 +364,11 @@ def measure(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        stored = inbox_rows(database_url)
+            server_log.close()
+            log_lines = (data_dir / "server.log").read_text(errors="replace").splitlines()
+            if proc.returncode not in (0, -signal.SIGTERM):
+                print("\n".join(log_lines[-20:]), file=sys.stderr)  # why the server died
+        stored, rows = stored_notifications(database_url)
         stats = writer_stats(data_dir)
     ratio = durable["acks_per_second"] / bare["acks_per_second"] if bare["acks_per_second"] else 0
     expected = (200 + durable["acks"]) * args.notifications
@@ -358,6 +379,7 @@ def measure(
         "ratio": ratio,
         "stored": stored,
         "expected": expected,
+        "rows": rows,
         "writer": stats,
         "cpu": {
             endpoint: {
@@ -392,7 +414,10 @@ def report(args: argparse.Namespace, store: str, results: list[dict[str, Any]]) 
             )
         writer = result["writer"]
         line = f"{result['mode']:<12}durable / bare throughput: {result['ratio']:.2f}"
-        line += f"; inbox rows stored: {result['stored']} (expected {result['expected']})"
+        line += (
+            f"; notifications stored: {result['stored']} (expected {result['expected']}), "
+            f"in {result['rows']} inbox rows"
+        )
         if writer.get("batches"):
             busy = writer["lock_wait_seconds"] + writer["transaction_seconds"]
             line += (
@@ -453,7 +478,7 @@ def main() -> None:
 
     server = None
     if args.database == "postgresql":
-        from tests.backends import create_database, start_postgres
+        from tests.backends import create_database, drop_database, start_postgres
 
         server = start_postgres(durable=True)
     try:
@@ -462,6 +487,9 @@ def main() -> None:
             url = create_database(server.url) if server is not None else None
             db_pid = server.proc.pid if server is not None and server.proc else None
             results.append(measure(args, mode, url, db_pid))
+            if url is not None:
+                # Else autovacuum works on this mode's rows while the next mode is measured.
+                drop_database(url)
     finally:
         if server is not None:
             server.stop()

@@ -262,9 +262,11 @@ def receive(secret: str | None) -> Response:
             503, "cannot store the notifications now; retry later", {"Retry-After": "30"}
         )
     rt.worker.wake(stored.kinds)
+    # A notification that wakes several sync kinds is one inbox row per kind.
     log.info(
-        "outbound message %s: %d notifications stored, %d duplicates",
+        "outbound message %s: %d notifications, %d inbox rows stored, %d duplicates",
         message.action_id or "-",
+        len(message.notifications),
         stored.stored,
         stored.duplicates,
     )

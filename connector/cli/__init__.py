@@ -102,6 +102,12 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     # summary; the INFO lines (ids and codes) are for services and logs, or -v.
     interactive = ctx.invoked_subcommand in REPORTING_COMMANDS and sys.stderr.isatty()
     level = logging.DEBUG if verbose else logging.WARNING if interactive else logging.INFO
+    configure_logging(level)
+    ctx.obj = AppState(config_path)
+
+
+def configure_logging(level: int) -> None:
+    """Log lines to stderr at ``level``, as every command (and ``serve``'s workers) writes them."""
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -110,8 +116,9 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     # urllib3's debug lines carry whole request URLs (SOQL, query strings): keep them out.
     logging.getLogger("urllib3").setLevel(logging.INFO)
     # Alembic announces its plugins and migration context on every start: not news.
-    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
-    ctx.obj = AppState(config_path)
+    logging.getLogger("alembic").setLevel(
+        logging.DEBUG if level <= logging.DEBUG else logging.WARNING
+    )
 
 
 def _register_commands() -> None:

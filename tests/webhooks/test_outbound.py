@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy.exc
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 import connector.registry
@@ -343,22 +343,23 @@ def test_a_failure_on_one_notification_stores_none_of_the_message(
 ) -> None:
     """All notifications of a message in one transaction: the second one's failure leaves the
     first unstored too (else the retried message would be half new, half duplicate)."""
-    second = b"0035e00000AbCdFAAV"
-
-    def fail_second(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
-        if statement.lstrip().upper().startswith("INSERT") and second.decode() in repr(parameters):
-            raise sqlalchemy.exc.OperationalError(statement, parameters, Exception("disk full"))
-
-    event.listen(rt.db.engine, "before_cursor_execute", fail_second)
-    try:
-        response = post(client, CONTACT)
-    finally:
-        event.remove(rt.db.engine, "before_cursor_execute", fail_second)
+    second = "0035e00000AbCdFAAV"
+    with rt.db.engine.begin() as conn:
+        # The database itself refuses the second notification's row, as a full disk would.
+        conn.execute(
+            text(
+                "CREATE TRIGGER fail_second BEFORE INSERT ON inbox "
+                f"WHEN NEW.record_id = '{second}' BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        )
+    response = post(client, CONTACT)
+    with rt.db.engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER fail_second"))
     assert_fault(response, 503, "retry later", code="soapenv:Server")
     assert inbox_rows(rt) == []
     assert queued(rt) == []
     assert post(client, CONTACT).data == ACK
-    assert [r.record_id.encode() for r in inbox_rows(rt)] == [b"0035e00000AbCdEAAV", second]
+    assert [r.record_id for r in inbox_rows(rt)] == ["0035e00000AbCdEAAV", second]
 
 
 def _app(tmp_path: Path, **service: object) -> Flask:
