@@ -2,9 +2,9 @@
 
 A werkzeug threaded server runs a small WSGI app that behaves like Moodle 4.5's REST server:
 parameters from the query string and a form-encoded body only (a JSON body is ignored), each
-source cut at ``max_input_vars`` fields like PHP, the token read only from ``wstoken``, errors as
-HTTP 200 bodies, XML unless ``moodlewsrestformat=json``, and a 303 redirect for a Host that is
-not the wwwroot's.
+source cut like PHP (the query string at ``max_input_vars`` fields, the body at one more), the
+token read only from ``wstoken``, errors as HTTP 200 bodies, XML unless
+``moodlewsrestformat=json``, and a 303 redirect for a Host that is not the wwwroot's.
 
 Knobs for tests and benchmarks: ``latency`` (seconds added to every call), ``faults`` (a
 :class:`~sandbox.faults.FaultPlan`), ``timeout_seconds`` (how long a ``timeout`` fault holds the
@@ -265,14 +265,14 @@ class MoodleSandbox:
         )
 
     def _parameters(self, request: Request) -> dict[str, Any]:
-        """``array_merge($_GET, $_POST)``, each cut at max_input_vars fields like PHP."""
+        """``array_merge($_GET, $_POST)``, each cut like PHP (:func:`truncate_fields`)."""
         query = parse_qsl(
             request.query_string.decode("latin-1"), keep_blank_values=True, encoding="utf-8"
         )
-        merged = php_parse(truncate_fields(query, self.max_input_vars))
+        merged = php_parse(truncate_fields(query, self.max_input_vars, body=False))
         if request.mimetype == "application/x-www-form-urlencoded":
             body = parse_qsl(request.get_data(as_text=True), keep_blank_values=True)
-            kept = truncate_fields(body, self.max_input_vars)
+            kept = truncate_fields(body, self.max_input_vars, body=True)
             if len(kept) < len(body):
                 # PHP's only trace is a warning in its own log; keep it that quiet.
                 log.warning(

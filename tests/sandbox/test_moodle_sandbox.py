@@ -12,7 +12,7 @@ import requests
 
 from sandbox.faults import FaultPlan
 from sandbox.moodle import MoodleSandbox
-from sandbox.moodle.wire import php_parse
+from sandbox.moodle.wire import php_parse, truncate_fields
 
 REST = "/webservice/rest/server.php"
 PASSWORD = "Lab#Mentee2026"
@@ -92,7 +92,8 @@ def create(sandbox: MoodleSandbox, *numbers: int) -> list[int]:
 
 
 def test_fields_past_max_input_vars_are_dropped_silently() -> None:
-    """20 fields: wstoken, wsfunction, format, field + 16 values; values 17-20 vanish."""
+    """At 20, PHP keeps 21 body fields: wstoken, wsfunction, format, field + 17 values; values
+    18-20 vanish."""
     with MoodleSandbox(max_input_vars=20) as sandbox:
         idnumbers = [f"ID{n}" for n in range(20)]
         for n, idnumber in enumerate(idnumbers):
@@ -100,14 +101,15 @@ def test_fields_past_max_input_vars_are_dropped_silently() -> None:
         found = call(
             sandbox, "core_user_get_users_by_field", {"field": "idnumber", "values": idnumbers}
         )
-        assert [u["idnumber"] for u in found] == idnumbers[:16]
+        assert [u["idnumber"] for u in found] == idnumbers[:17]
 
 
 def test_create_batch_cut_mid_user_loses_trailing_fields_or_fails_whole() -> None:
     """The cut lands in the last user's custom fields: created without them. In a required
     key: the whole batch fails and nobody is created."""
-    # 3 reserved + 10 fields per user below; user 2's customfields start at field 20.
-    with MoodleSandbox(max_input_vars=3 + 10 + 6) as sandbox:
+    # 3 reserved + 10 fields per user below; user 2's customfields start at field 20. PHP keeps
+    # one body field past max_input_vars: 19 fields are kept at 18.
+    with MoodleSandbox(max_input_vars=3 + 10 + 5) as sandbox:
         ids = create(sandbox, 1, 2)
         second = sandbox.site.users[ids[1]]
         assert sandbox.site.users[ids[0]]["customfields"] == {
@@ -115,16 +117,20 @@ def test_create_batch_cut_mid_user_loses_trailing_fields_or_fails_whole() -> Non
             "memberstatus": "Active",
         }
         assert second["customfields"] == {}
-    with MoodleSandbox(max_input_vars=3 + 10 + 4) as sandbox:  # user 2 loses lastname, email
+    with MoodleSandbox(max_input_vars=3 + 10 + 3) as sandbox:  # user 2 loses lastname, email
         answer = call(sandbox, "core_user_create_users", {"users": [user(1), user(2)]})
         assert answer["errorcode"] == "invalidparameter"
         assert sandbox.site.user_by_username("member1") is None
 
 
 def test_query_string_and_body_are_counted_separately() -> None:
-    """PHP limits $_GET and $_POST each; the token in the URL leaves the body its full quota."""
+    """PHP limits $_GET and $_POST each; the token in the URL leaves the body its full quota.
+
+    At 4, the query string keeps 4 fields and the body 5 (PHP checks the body's count after
+    storing a field): field + Q0..Q3, and Q4 is dropped.
+    """
     with MoodleSandbox(max_input_vars=4) as sandbox:
-        for n in range(4):
+        for n in range(5):
             sandbox.site.create_user(f"q{n}", f"q{n}@example.com", idnumber=f"Q{n}")
         response = requests.post(
             sandbox.url + REST,
@@ -139,10 +145,11 @@ def test_query_string_and_body_are_counted_separately() -> None:
                 ("values[1]", "Q1"),
                 ("values[2]", "Q2"),
                 ("values[3]", "Q3"),
+                ("values[4]", "Q4"),
             ],
             timeout=10,
         )
-        assert [u["idnumber"] for u in response.json()] == ["Q0", "Q1", "Q2"]
+        assert [u["idnumber"] for u in response.json()] == ["Q0", "Q1", "Q2", "Q3"]
 
 
 def test_php_parse_builds_nested_arrays_like_php() -> None:
@@ -664,3 +671,11 @@ def test_stop_releases_held_answers_and_leaves_no_threads() -> None:
         call(sandbox, "core_webservice_get_site_info", timeout=0.3)
     sandbox.stop()
     assert set(threading.enumerate()) - before == set()
+
+
+def test_the_query_string_keeps_max_input_vars_fields_and_the_body_one_more() -> None:
+    """As PHP 8.2 does (measured with ``php -S`` at max_input_vars=3: 3 of 5 query fields, 4 of
+    5 body fields; the real-Moodle tier measures the body at 1000 and 5000)."""
+    pairs = [(f"f{n}", str(n)) for n in range(5)]
+    assert truncate_fields(pairs, 3, body=False) == pairs[:3]
+    assert truncate_fields(pairs, 3, body=True) == pairs[:4]
