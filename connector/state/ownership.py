@@ -100,6 +100,11 @@ def count(session: Session, kind: str) -> int:
     )
 
 
+def owners(session: Session, kind: str) -> set[str]:
+    """Every owner ``kind`` holds entries for (for a sweep of owners that are gone)."""
+    return set(session.scalars(select(Ownership.owner).where(Ownership.kind == kind).distinct()))
+
+
 def owned_by(session: Session, kind: str, owners: Iterable[str]) -> list[Entry]:
     """Every entry held by one of ``owners``."""
     ids = sorted(set(owners))

@@ -3,6 +3,7 @@ per pair and the mentor's user-context role; a cancelled match undoes exactly wh
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,10 @@ from sqlalchemy import select
 from connector.context import Context
 from connector.engine.kind import RunResult, SyncRequest
 from connector.kinds.members.kind import MembersSync
+from connector.kinds.pairs import read
 from connector.kinds.pairs.kind import PairsSync
 from connector.state.database import Ownership
+from mappings.pairs import load_pairs_field_map
 from sandbox.moodle import MoodleSandbox
 from sandbox.salesforce import SalesforceSandbox
 from sandbox.seed import SeedReport
@@ -276,3 +279,122 @@ def test_a_mentor_lapsing_mid_year_is_reported_on_the_match(world: World) -> Non
     )
     # Her suspended account keeps its place; nothing is half-undone while staff decide.
     assert w.members(match_id) == {mentor, mentee}
+
+
+def _granted(w: World, match_id: str) -> tuple[int, int, int]:
+    """The match's mentor and mentee, and its group id, after checking all is in Moodle."""
+    mentor, mentee = people(w, match_id)
+    group = w.group(match_id)
+    assert group is not None
+    assert (MENTOR, mentor, "user", mentee) in w.moodle.site.role_assignments
+    assert {mentor, mentee} <= set(w.moodle.site.enrolments(PROGRAMME))
+    return mentor, mentee, int(group["id"])
+
+
+def _undone(w: World, match_id: str, mentor: int, mentee: int, group_id: int) -> None:
+    """Everything the match had is gone, from Moodle and from the ledger."""
+    assert w.group(match_id) is None and group_id not in w.moodle.site.groups
+    assert (MENTOR, mentor, "user", mentee) not in w.moodle.site.role_assignments
+    for course in (ORIENT, PROGRAMME):
+        assert mentor not in w.moodle.site.enrolments(course)
+        assert mentee not in w.moodle.site.enrolments(course)
+    with w.ctx.db.session() as session:
+        assert match_id not in set(session.scalars(select(Ownership.owner)))
+
+
+def test_a_match_deleted_in_salesforce_is_undone_by_the_next_incremental_run(
+    world: World,
+) -> None:
+    w = world
+    MembersSync().run(w.ctx, SyncRequest(mode="full"))
+    assert w.pairs("full").status in ("ok", "failed_records")
+    deleted = next(m for m in w.ready() if w.alone(m))
+    mentor, mentee, group_id = _granted(w, deleted)
+
+    w.sf.store.delete("Mentorship_Match__c", deleted)
+    calls = w.sf.calls["getDeleted"]
+    result = w.pairs()
+
+    assert result.status in ("ok", "failed_records"), result.reason
+    assert (result.counts["matches_gone"], result.counts["groups_deleted"]) == (1, 1)
+    assert result.counts["roles_removed"] == 1 and result.counts["unenrolled"] == 4
+    _undone(w, deleted, mentor, mentee, group_id)
+    assert w.sf.calls["getDeleted"] == calls + 1
+    # Nothing is written back to the deleted record, and the next run has nothing to do.
+    assert w.sf.store.get("Mentorship_Match__c", deleted)["IsDeleted"] is True  # type: ignore[index]
+    before = w.writes()
+    assert "matches_gone" not in w.pairs().counts
+    assert w.writes() == before
+
+
+def test_a_match_moved_out_of_the_programme_is_undone_by_the_full_run(world: World) -> None:
+    w = world
+    MembersSync().run(w.ctx, SyncRequest(mode="full"))
+    assert w.pairs("full").status in ("ok", "failed_records")
+    moved = next(m for m in w.ready() if w.alone(m))
+    mentor, mentee, group_id = _granted(w, moved)
+
+    w.sf.store.update("Mentorship_Match__c", moved, {"Program__c": "OTHER-2026"})
+    # An incremental run reads only this programme's changes: the move waits for the full run.
+    assert "matches_gone" not in w.pairs().counts
+    assert w.group(moved) is not None
+    result = w.pairs("full")
+
+    assert result.counts["matches_gone"] == 1, result.reason
+    _undone(w, moved, mentor, mentee, group_id)
+    # Nothing is written to the match: it is another programme's now.
+    assert w.match(moved)["LMS_Group_Id__c"] == str(group_id)
+
+
+def test_a_deleted_match_named_by_id_is_undone(world: World) -> None:
+    w = world
+    MembersSync().run(w.ctx, SyncRequest(mode="full"))
+    assert w.pairs("full").status in ("ok", "failed_records")
+    deleted = next(m for m in w.ready() if w.alone(m))
+    mentor, mentee, group_id = _granted(w, deleted)
+    w.sf.store.delete("Mentorship_Match__c", deleted)
+
+    result = w.pairs("ids", ids=(deleted,))
+
+    assert result.counts["matches_gone"] == 1, result.reason
+    _undone(w, deleted, mentor, mentee, group_id)
+
+
+def test_a_wrong_programme_code_is_stopped_by_the_guard_not_undone(world: World) -> None:
+    w = world
+    MembersSync().run(w.ctx, SyncRequest(mode="full"))
+    assert w.pairs("full").status in ("ok", "failed_records")
+    ready = w.ready()
+    w.ctx.settings.pairs.mass_change_share = 0.05
+    w.ctx.settings.pairs.mass_change_count = 5
+    w.ctx.settings.programme.programme_code = "GMP-2062"  # a typo: no match is in it
+
+    stopped = w.pairs("full")
+
+    assert stopped.status == "stopped"
+    assert stopped.reason.startswith("mass_change: would undo ")
+    assert stopped.counts["matches_gone"] == len(ready)
+    assert all(w.group(m) is not None for m in ready)
+
+
+def test_deletions_older_than_salesforce_keeps_are_found_by_looking_the_matches_up(
+    world: World,
+) -> None:
+    w = world
+    kept, deleted, moved = w.report.active_matches[:3]
+    w.sf.store.delete("Mentorship_Match__c", deleted)
+    w.sf.store.update("Mentorship_Match__c", moved, {"Program__c": "OTHER-2026"})
+    now = dt.datetime.now(dt.UTC)
+    fieldmap = load_pairs_field_map(w.ctx.settings.pairs.field_map)
+
+    gone = read.deleted_matches(
+        w.ctx.salesforce,
+        fieldmap,
+        w.ctx.settings.programme.programme_code,
+        {kept, deleted, moved},
+        start=now - dt.timedelta(days=60),  # getDeleted answers INVALID_REPLICATION_DATE
+        run_start=now,
+    )
+
+    assert gone == {deleted, moved}
+    assert (w.sf.calls["getDeleted"], w.sf.calls["query"]) == (1, 1)

@@ -37,6 +37,7 @@ class PairsSync:
         "groups_deleted": "deleted {n} pair groups",
         "roles_assigned": "gave {n} mentors their view of the mentee",
         "roles_removed": "removed {n} mentor views",
+        "matches_gone": "undid {n} matches deleted in Salesforce or moved out of the programme",
         "reported": "{n} matches need attention",
         "accounts_made": "created {n} accounts first",
         "other_failures": "{n} failed",

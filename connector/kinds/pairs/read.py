@@ -21,7 +21,7 @@ from connector.clients.moodle.client import MoodleClient
 from connector.clients.salesforce import soql
 from connector.clients.salesforce.client import MAX_ENCODED_SOQL, SalesforceClient
 from connector.config import Settings
-from connector.errors import ConfigError
+from connector.errors import ConfigError, SalesforceError
 from connector.kinds.pairs.model import (
     ACTIVE,
     COMPLETED,
@@ -82,6 +82,46 @@ def match_rows(
 
     for chunk in url_chunks(wanted, statement):
         yield from sf.query(statement(chunk))
+
+
+def deleted_matches(
+    sf: SalesforceClient,
+    fm: PairsFieldMap,
+    program: str,
+    candidates: set[str],
+    *,
+    start: dt.datetime,
+    run_start: dt.datetime,
+) -> set[str]:
+    """Of ``candidates`` (matches mentorsync made something for), those deleted since ``start``.
+
+    One ``getDeleted`` call. When Salesforce no longer keeps deletions that far back
+    (``INVALID_REPLICATION_DATE``), the candidates are looked up instead: those no longer in
+    the programme (deleted, or moved to another one) are gone.
+    """
+    try:
+        deleted = sf.get_deleted(fm.sobject, start, run_start)
+    except SalesforceError as exc:
+        if exc.error_code != "INVALID_REPLICATION_DATE":
+            raise
+        log.warning("getDeleted refused the cursor's age; looking the pairs' matches up")
+        return candidates - present_matches(sf, fm, program, candidates)
+    return candidates & {str(d["id"]) for d in deleted if d.get("id")}
+
+
+def present_matches(
+    sf: SalesforceClient, fm: PairsFieldMap, program: str, ids: Iterable[str]
+) -> set[str]:
+    """Of ``ids``, the matches that exist (not deleted) and belong to ``program``."""
+    where = fm.program_soql(program)
+
+    def statement(chunk: list[str]) -> str:
+        return f"{soql.select(fm.sobject, ['Id'])} WHERE ({where}) AND Id IN {soql.in_list(chunk)}"
+
+    found: set[str] = set()
+    for chunk in url_chunks(sorted(set(ids)), statement):
+        found.update(str(row["Id"]) for row in sf.query(statement(chunk)))
+    return found
 
 
 def url_chunks(ids: list[str], statement: Callable[[list[str]], str]) -> Iterator[list[str]]:

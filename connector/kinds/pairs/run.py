@@ -30,6 +30,7 @@ from connector.kinds.pairs import read
 from connector.kinds.pairs.apply import DONE, PairsApplier
 from connector.kinds.pairs.model import (
     ACTIVE,
+    CANCELLED,
     FAILED,
     REPORT,
     Action,
@@ -165,6 +166,16 @@ class PairsRun(KindRun):
         self.counts["matches_read"] += len(matches) + len(rejected)
         self.tick(len(matches) + len(rejected))
         planned = {m.id for m in matches} | {r.match_id for r in rejected}
+        gone = self._gone(planned, cursor, run_start)
+        if gone:
+            # Planned as cancelled with nobody in them: everything mentorsync made for them is
+            # undone (what another match still needs stays), and nothing is written back.
+            matches += [
+                Match(id=i, name="", mentor_id="", mentee_id="", status=CANCELLED, program=program)
+                for i in sorted(gone)
+            ]
+            planned |= gone
+            self.counts["matches_gone"] += len(gone)
         if not planned:
             return  # nothing changed: no Moodle read, no ledger read
         with ctx.db.session() as session:
@@ -205,12 +216,40 @@ class PairsRun(KindRun):
         )
         for action in plan.actions:
             self.spool.add(action)
-        self.writebacks = plan.writebacks
+        self.writebacks = [w for w in plan.writebacks if w.match_id not in gone]
         self._lines = plan.lines()
         self.counts["planned"] = len(self.spool)
         touched = {a.match_id for a in plan.actions} | {w.match_id for w in plan.writebacks}
         for match_id in sorted(planned - touched):
             self.succeeded(match_id)  # in step already
+
+    def _gone(
+        self, planned: set[str], cursor: dt.datetime | None, run_start: dt.datetime
+    ) -> set[str]:
+        """Matches mentorsync made something for that have left the programme since.
+
+        Deleted in Salesforce, or moved to another programme: a full scan read every match of
+        the programme, so a match of the ledger it did not read is gone; an ids run, one it
+        was asked for and did not find; an incremental run asks ``getDeleted`` (a match moved
+        to another programme is then found by the next full scan, nightly).
+        """
+        with self.ctx.db.session() as session:
+            candidates = ownership.owners(session, KIND) - planned
+        if not candidates:
+            return set()
+        if self.full_scan:
+            return candidates
+        if self.request.mode == "ids":
+            return candidates & set(self.request.ids)
+        assert cursor is not None  # an incremental run without a cursor is a full scan
+        return read.deleted_matches(
+            self.ctx.salesforce,
+            self.fieldmap,
+            self.ctx.settings.programme.programme_code,
+            candidates,
+            start=cursor - dt.timedelta(seconds=self.ctx.settings.pairs.lookback_seconds),
+            run_start=run_start,
+        )
 
     def _people(self, matches: list[Match], owned: Owned) -> dict[str, Person]:
         """Contact Id -> Person for everyone of ``matches`` and the ledger's subjects.
