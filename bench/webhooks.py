@@ -7,7 +7,7 @@ sends a bounded number of requests to each endpoint, and reports acknowledgement
 p50/p99 latency for both, and the ratio: the cost of parsing, checking and the durable inbox write
 (committed before the Ack).
 
-Three servers are measured in one run, each on a fresh state database, one per way of writing
+Four servers are measured in one run, each on a fresh state database, one per way of writing
 the inbox (``--modes``; see ``bench/inbox_baselines.py``): ``one-by-one`` (a transaction per
 delivery, committed by the request's thread: the inbox before group commit), ``group-v1`` (the
 first group commit: a writer thread per process batching concurrent deliveries, each batch a
@@ -17,8 +17,10 @@ inbox as shipped: that statement on the driver's own cursor; see
 ``connector/state/inbox_writer.py``). Each server reports its writer's batches, lock waits
 and transaction time, and where the CPU went per request (``bench/cputime.py``): the web
 processes, the database server (PostgreSQL), the load generator, and the rest of the machine
-(other work on a shared host). ``--database postgresql`` runs them on a PostgreSQL 15 cluster the
-bench starts (fsync on) instead of SQLite.
+(other work on a shared host). Then ``bench/webhook_costs.py`` says, on the same database, where
+one request's CPU goes (parsing, checks and routing, the durable store). ``--database
+postgresql`` runs all of it on a PostgreSQL 15 cluster the bench starts (fsync on) instead of
+SQLite.
 
 Every Outbound Message is distinct (new notification and record Ids), so each one is a real
 insert, not a duplicate. Nothing leaves 127.0.0.1; the state lives in a temporary directory.
@@ -394,6 +396,20 @@ def measure(
     }
 
 
+def step_costs(args: argparse.Namespace, database_url: str | None) -> str:
+    """``bench/webhook_costs.py``'s table (CPU per step of one request) on the same database."""
+    env = {**os.environ, "MENTORSYNC_SALESFORCE_ORG_IDS": ORG_ID}
+    env.pop("MENTORSYNC_CONFIG", None)
+    if database_url is not None:
+        env["MENTORSYNC_SERVICE_DATABASE_URL"] = database_url
+    script = Path(__file__).resolve().parent / "webhook_costs.py"
+    command = [sys.executable, str(script), "--notifications", str(args.notifications)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"bench/webhook_costs.py failed:\n{done.stderr[-2000:]}")
+    return "".join(done.stdout.splitlines(keepends=True)[:-1])  # the table, not its JSON
+
+
 def report(args: argparse.Namespace, store: str, results: list[dict[str, Any]]) -> bool:
     """Print the table, the CPU accounting and the goal; return whether all was stored."""
     print(
@@ -490,6 +506,8 @@ def main() -> None:
             if url is not None:
                 # Else autovacuum works on this mode's rows while the next mode is measured.
                 drop_database(url)
+        url = create_database(server.url) if server is not None else None
+        costs = step_costs(args, url)
     finally:
         if server is not None:
             server.stop()
@@ -500,6 +518,7 @@ def main() -> None:
         else f"SQLite synchronous={args.synchronous or 'FULL (state DB default)'}"
     )
     ok = report(args, store, results)
+    print(costs, end="")
     print(json.dumps(results))
     if not ok:
         raise SystemExit("some requests were not acknowledged or not stored")
