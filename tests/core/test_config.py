@@ -156,3 +156,13 @@ def test_stalled_feed_minutes_default_and_bound() -> None:
     assert off.service.stalled_feed_minutes == 0
     with pytest.raises(ConfigError, match=r"^service\.stalled_feed_minutes: must be at least 0"):
         load_settings(env={"MENTORSYNC_SERVICE_STALLED_FEED_MINUTES": "-1"})
+
+
+def test_every_kind_settings_section_is_a_section_the_loader_reads() -> None:
+    """Kinds declare their section; config keeps the list (it must not import the kinds)."""
+    from connector.config import SECTIONS
+    from connector.registry import kinds
+
+    declared = {name: kind.settings_section for name, kind in kinds().items()}
+    assert declared == {"members": "members", "pairs": "pairs", "progress": "programme"}
+    assert set(declared.values()) <= set(SECTIONS)
