@@ -68,7 +68,7 @@ def config_check(system: str, exc: ConfigError) -> Check:
 
 def check_moodle(settings: Settings, moodle: Any) -> list[Check]:
     """Moodle: reachable, site and version, functions in the service, courses and activities."""
-    from connector.clients.moodle.client import missing_functions
+    from connector.clients.moodle.site import missing_functions
 
     checks: list[Check] = []
     try:
@@ -158,7 +158,7 @@ def _check_max_input_vars(moodle: Any, info: dict[str, Any]) -> Check:
     A probe (``check_max_input_vars``): one lookup of the integration user when the setting
     holds, a binary search for the real limit when it does not.
     """
-    from connector.clients.moodle.client import check_max_input_vars
+    from connector.clients.moodle.site import check_max_input_vars
 
     try:
         limit = check_max_input_vars(moodle, int(info["userid"]))

@@ -264,7 +264,8 @@ class Worker(Schedules):
         """Measure Moodle's real ``max_input_vars`` once at start (PHP drops fields past it
         silently): a configured ``moodle.max_input_vars`` above it refuses the start with the
         key named. A Moodle that cannot be reached now is logged; the runs find out later."""
-        from connector.clients.moodle.client import MoodleClient, check_max_input_vars
+        from connector.clients.moodle.client import MoodleClient
+        from connector.clients.moodle.site import check_max_input_vars
 
         quick = dataclasses.replace(self.settings.moodle, retry_attempts=1)
         client = MoodleClient(quick)

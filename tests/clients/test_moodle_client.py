@@ -24,7 +24,8 @@ from moodle_helpers import (
     sent_fields,
 )
 
-from connector.clients.moodle.client import REQUIRED_FUNCTIONS, MoodleClient, missing_functions
+from connector.clients.moodle.client import MoodleClient
+from connector.clients.moodle.site import REQUIRED_FUNCTIONS, missing_functions
 from connector.config import MoodleSettings, Secret
 from connector.errors import BatchTooLargeError
 

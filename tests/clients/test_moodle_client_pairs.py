@@ -17,7 +17,7 @@ from moodle_helpers import (
     sent_fields,
 )
 
-from connector.clients.moodle.client import PLUGIN_COMPLETIONS, has_plugin
+from connector.clients.moodle.site import PLUGIN_COMPLETIONS, has_plugin
 
 
 @pytest.fixture

@@ -13,7 +13,11 @@ import requests
 import responses
 from moodle_helpers import ENDPOINT, MENTEE, add_fixture, make_client
 
-from connector.clients.moodle.client import InputVarsLimit, check_max_input_vars
+from connector.clients.moodle.site import (
+    InputVarsLimit,
+    check_max_input_vars,
+    measure_max_input_vars,
+)
 from connector.errors import (
     Action,
     ConfigError,
@@ -124,7 +128,7 @@ def test_the_probe_takes_one_call_when_the_configured_limit_holds(
 ) -> None:
     client, _ = make_client(max_input_vars=5000)
     sizes = php_site(rsps, 5000)
-    assert client.measure_max_input_vars(5000, 3) == InputVarsLimit(5000, at_least=True)
+    assert measure_max_input_vars(client, 5000, 3) == InputVarsLimit(5000, at_least=True)
     assert sizes == [5000]
     body = parse_qsl(rsps.calls[0].request.body)
     assert body[3] == ("field", "id")
@@ -134,7 +138,7 @@ def test_the_probe_takes_one_call_when_the_configured_limit_holds(
 def test_the_probe_finds_phps_real_limit(rsps: responses.RequestsMock) -> None:
     client, _ = make_client(max_input_vars=5000)
     sizes = php_site(rsps, 1000)
-    assert client.measure_max_input_vars(5000, 3) == InputVarsLimit(1000, at_least=False)
+    assert measure_max_input_vars(client, 5000, 3) == InputVarsLimit(1000, at_least=False)
     assert 1000 in sizes and 1001 in sizes
     assert len(sizes) <= 14  # one call, then a binary search
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import requests
 
-from connector.clients.moodle.client import REQUIRED_FUNCTIONS
+from connector.clients.moodle.site import REQUIRED_FUNCTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE_FILES = Path(__file__).resolve().parent / "site"

@@ -17,7 +17,12 @@ from typing import Any
 import pytest
 import requests
 
-from connector.clients.moodle.client import InputVarsLimit, MoodleClient, check_max_input_vars
+from connector.clients.moodle.client import MoodleClient
+from connector.clients.moodle.site import (
+    InputVarsLimit,
+    check_max_input_vars,
+    measure_max_input_vars,
+)
 from connector.errors import ConfigError, MoodleRecordError, MoodleWriteRefusedError
 from tests.real_moodle.builder import Server
 from tests.real_moodle.conftest import RealMoodle
@@ -157,7 +162,7 @@ def test_the_probe_measures_phps_real_max_input_vars(
 ) -> None:
     settings = real_moodle.settings(tmp_path, moodle={"url": php_at_1000.url})
     client = MoodleClient(settings.moodle)  # configured at 5000, PHP has 1000
-    assert client.measure_max_input_vars(5000, real_moodle.userid) == InputVarsLimit(1001, False)
+    assert measure_max_input_vars(client, 5000, real_moodle.userid) == InputVarsLimit(1001, False)
     with pytest.raises(ConfigError) as caught:
         check_max_input_vars(client)
     assert caught.value.key == "moodle.max_input_vars"

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from connector.clients.moodle.client import InputVarsLimit, MoodleClient, check_max_input_vars
+from connector.clients.moodle.client import MoodleClient
+from connector.clients.moodle.site import (
+    InputVarsLimit,
+    check_max_input_vars,
+    measure_max_input_vars,
+)
 from connector.config import MoodleSettings, Secret, Settings
 from connector.errors import ConfigError
 from connector.service.doctor import check_moodle
@@ -22,7 +27,7 @@ def test_the_probe_measures_the_sandboxes_limit(php: int, configured: int) -> No
         settings.max_input_vars = configured
         client = MoodleClient(settings)
         userid = int(client.site_info()["userid"])
-        assert client.measure_max_input_vars(configured, userid) == InputVarsLimit(php + 1, False)
+        assert measure_max_input_vars(client, configured, userid) == InputVarsLimit(php + 1, False)
         with pytest.raises(ConfigError, match=f"PHP keeps {php + 1} form fields"):
             check_max_input_vars(client)
 

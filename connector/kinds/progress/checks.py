@@ -3,7 +3,8 @@ exists in the programme course with manual completion, and whether the plugin is
 
 from __future__ import annotations
 
-from connector.clients.moodle.client import MoodleClient, has_plugin
+from connector.clients.moodle.client import MoodleClient
+from connector.clients.moodle.site import has_plugin
 from connector.config import Settings
 from connector.engine.checks import Check, Seen
 from connector.errors import MoodleError

@@ -43,7 +43,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connector.clients.moodle.client import has_plugin
+from connector.clients.moodle.site import has_plugin
 from connector.context import Context
 from connector.engine.guard import mass_change
 from connector.engine.kind import ProgressHook, SyncRequest
