@@ -281,14 +281,18 @@ def test_a_mentor_lapsing_mid_year_is_reported_on_the_match(world: World) -> Non
     assert w.members(match_id) == {mentor, mentee}
 
 
-def _granted(w: World, match_id: str) -> tuple[int, int, int]:
-    """The match's mentor and mentee, and its group id, after checking all is in Moodle."""
+def _a_granted_pair(w: World) -> tuple[str, int, int, int]:
+    """After a member and a pairs sync: a ready match of two people in no other match, its
+    mentor and mentee, and its group id, once checked to be all in Moodle."""
+    MembersSync().run(w.ctx, SyncRequest(mode="full"))
+    assert w.pairs("full").status in ("ok", "failed_records")
+    match_id = next(m for m in w.ready() if w.alone(m))
     mentor, mentee = people(w, match_id)
     group = w.group(match_id)
     assert group is not None
     assert (MENTOR, mentor, "user", mentee) in w.moodle.site.role_assignments
     assert {mentor, mentee} <= set(w.moodle.site.enrolments(PROGRAMME))
-    return mentor, mentee, int(group["id"])
+    return match_id, mentor, mentee, int(group["id"])
 
 
 def _undone(w: World, match_id: str, mentor: int, mentee: int, group_id: int) -> None:
@@ -306,10 +310,7 @@ def test_a_match_deleted_in_salesforce_is_undone_by_the_next_incremental_run(
     world: World,
 ) -> None:
     w = world
-    MembersSync().run(w.ctx, SyncRequest(mode="full"))
-    assert w.pairs("full").status in ("ok", "failed_records")
-    deleted = next(m for m in w.ready() if w.alone(m))
-    mentor, mentee, group_id = _granted(w, deleted)
+    deleted, mentor, mentee, group_id = _a_granted_pair(w)
 
     w.sf.store.delete("Mentorship_Match__c", deleted)
     calls = w.sf.calls["getDeleted"]
@@ -329,10 +330,7 @@ def test_a_match_deleted_in_salesforce_is_undone_by_the_next_incremental_run(
 
 def test_a_match_moved_out_of_the_programme_is_undone_by_the_full_run(world: World) -> None:
     w = world
-    MembersSync().run(w.ctx, SyncRequest(mode="full"))
-    assert w.pairs("full").status in ("ok", "failed_records")
-    moved = next(m for m in w.ready() if w.alone(m))
-    mentor, mentee, group_id = _granted(w, moved)
+    moved, mentor, mentee, group_id = _a_granted_pair(w)
 
     w.sf.store.update("Mentorship_Match__c", moved, {"Program__c": "OTHER-2026"})
     # An incremental run reads only this programme's changes: the move waits for the full run.
@@ -348,10 +346,7 @@ def test_a_match_moved_out_of_the_programme_is_undone_by_the_full_run(world: Wor
 
 def test_a_deleted_match_named_by_id_is_undone(world: World) -> None:
     w = world
-    MembersSync().run(w.ctx, SyncRequest(mode="full"))
-    assert w.pairs("full").status in ("ok", "failed_records")
-    deleted = next(m for m in w.ready() if w.alone(m))
-    mentor, mentee, group_id = _granted(w, deleted)
+    deleted, mentor, mentee, group_id = _a_granted_pair(w)
     w.sf.store.delete("Mentorship_Match__c", deleted)
 
     result = w.pairs("ids", ids=(deleted,))
