@@ -20,8 +20,9 @@ course per ``core_enrol_get_enrolled_users`` and per ``core_course_get_courses_b
 Salesforce query pages of 2,000 records, 300 Ids per ``Id IN`` query, Collections of 200, and
 for the "matches of these people" query as many Contacts as fit in the 15,000 URL-encoded
 characters the client allows a GET's SOQL (computed below). A full scan reads every match of the
-programme, so it needs no "other matches" query at all; a run that reads no match needs no
-Moodle read.
+programme, so it needs no "other matches" query at all; an incremental run that did not read every
+match mentorsync made something for asks once which were deleted (``getDeleted``); a run that
+reads no match needs no Moodle read.
 
 Then the same first sync done pair by pair (per active match: the two Contacts, two account
 lookups, four enrolments, one group, two members, one role, one write-back) on a small sample
@@ -258,6 +259,9 @@ def minimum(
     mins[("salesforce", "collections.update")] = math.ceil(
         counts.get("written_back", 0) / COLLECTION
     )
+    if not full_scan and world["groups_before"] > read:
+        # Were the matches mentorsync made something for, and this run did not read, deleted?
+        mins[("salesforce", "getDeleted")] = 1
     if read:
         mins[("moodle", "core_user_get_users_by_field")] = batches(
             "values", {"v": "x"}, people, field="idnumber"
