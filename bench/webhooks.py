@@ -367,9 +367,9 @@ def measure(
                 proc.kill()
                 proc.wait()
             server_log.close()
-            log_lines = (data_dir / "server.log").read_text(errors="replace").splitlines()
-            if proc.returncode not in (0, -signal.SIGTERM):
-                print("\n".join(log_lines[-20:]), file=sys.stderr)  # why the server died
+            if proc.returncode not in (0, -signal.SIGTERM):  # say why the server died
+                log_lines = (data_dir / "server.log").read_text(errors="replace").splitlines()
+                print("\n".join(log_lines[-20:]), file=sys.stderr)
         stored, rows = stored_notifications(database_url)
         stats = writer_stats(data_dir)
     ratio = durable["acks_per_second"] / bare["acks_per_second"] if bare["acks_per_second"] else 0
