@@ -3,24 +3,20 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from huey import MemoryHuey
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
-from connector.config import Settings
 from connector.service.worker import Worker
 from connector.state.database import InboxEvent
 from sandbox.moodle.events import MoodleEventEmitter
 from sandbox.testing import running_sandboxes
 from tests.deploy import moodle_plugin_payload as plugin
 from tests.kinds.progress.progress_world import MEETING_CMIDS, add_pairs, meetings_of, tick, unix
+from tests.serving import serving, wait_for
 from tests.webhooks.fakes import MOODLE_SECRET
 from webhooks import create_app
 
@@ -32,14 +28,6 @@ OVERRIDES = {
     "service": {"moodle_events_secret": MOODLE_SECRET, "queue_url": "memory://"},
     "programme": {"window_year": 2026},
 }
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_the_plugins_payload_posted_to_the_webhook_becomes_a_meeting_record(
@@ -90,27 +78,7 @@ def test_the_plugins_payload_posted_to_the_webhook_becomes_a_meeting_record(
             worker.close()
 
 
-@contextmanager
-def serving(settings: Settings) -> Iterator[tuple[str, Worker]]:
-    """The webhook app on a loopback port, and Huey consumer threads (no signal handlers)."""
-    worker = Worker(settings)
-    app = create_app(settings, worker=worker)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    web = threading.Thread(target=server.serve_forever, name="webhooks", daemon=True)
-    web.start()
-    consumer = worker.consumer(workers=2, periodic=False)
-    consumer.scheduler.start()
-    for _, thread in consumer.worker_threads:
-        thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", worker
-    finally:
-        consumer.stop(graceful=True)
-        server.shutdown()
-        web.join(10)
-        server.server_close()
-        worker.close()
-        worker.db.dispose()
+
 
 
 def test_a_tick_in_moodle_reaches_salesforce_through_the_plugins_events(tmp_path: Path) -> None:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +35,7 @@ from tests.deploy.moodle_plugin_payload import MOODLE_EVENTS_PATH
 from tests.kinds.progress.progress_world import meetings_of
 from tests.real_moodle.builder import free_port
 from tests.real_moodle.conftest import RealMoodle, salesforce_settings
+from tests.serving import wait_for
 from tests.webhooks.fakes import MOODLE_SECRET
 from webhooks import create_app
 
@@ -99,14 +99,6 @@ class World:
     def inbox(self) -> list[InboxEvent]:
         with self.worker.db.session() as session:
             return list(session.scalars(select(InboxEvent).order_by(InboxEvent.id)))
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

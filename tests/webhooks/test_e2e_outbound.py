@@ -7,55 +7,18 @@ the member sync reads the Contact from the sandbox org and updates the Moodle sa
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
-from connector.config import Settings
-from connector.service.worker import Worker
 from connector.state.database import InboxEvent, Run
-from webhooks import create_app
+from tests.serving import serving, wait_for
 
 pytestmark = pytest.mark.e2e
 
 sandbox_testing = pytest.importorskip("sandbox.testing")
 pytest.importorskip("connector.kinds.members.kind")
-
-
-@contextmanager
-def serving(settings: Settings) -> Iterator[tuple[str, Worker]]:
-    """The webhook app on a loopback port, and Huey consumer threads (no signal handlers)."""
-    worker = Worker(settings)
-    app = create_app(settings, worker=worker)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    web = threading.Thread(target=server.serve_forever, name="webhooks", daemon=True)
-    web.start()
-    consumer = worker.consumer(workers=2, periodic=False)
-    consumer.scheduler.start()
-    for _, thread in consumer.worker_threads:
-        thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", worker
-    finally:
-        consumer.stop(graceful=True)
-        server.shutdown()
-        web.join(10)
-        server.server_close()
-        worker.close()
-        worker.db.dispose()
-
-
-def wait_for(condition, what: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_outbound_message_for_a_changed_contact_changes_the_moodle_user(tmp_path: Path) -> None:
