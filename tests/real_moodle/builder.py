@@ -27,13 +27,18 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import requests
 
 from connector.clients.moodle.site import REQUIRED_FUNCTIONS
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE_FILES = Path(__file__).resolve().parent / "site"
@@ -117,6 +122,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.max_input_vars = max_input_vars
+        self.workers = workers
         env = site.env(wwwroot=self.url)
         # The built-in server is single-threaded unless told otherwise; concurrency is the point.
         env["PHP_CLI_SERVER_WORKERS"] = str(workers)
@@ -322,6 +328,69 @@ class MoodleSite:
             f"AND userid = {int(userid)}",
             DB,
         )
+
+    def race_enrolment_check(
+        self, userid: int, calls: list[Callable[[], T]]
+    ) -> list[T | Exception]:
+        """Make ``calls`` lose the enrolment-check race for certain; their results in order.
+
+        Left to chance, the window between Moodle's look-up and its insert of the preference
+        is so short that a loaded machine went 25 rounds of 8 calls without one loss. Here
+        inserts into ``mdl_user_preferences`` are held (a SHARE ROW EXCLUSIVE lock: reads go
+        on, inserts wait) until every call waits on it, then let go together: one insert
+        wins, every other call answers dmlwriteexception, as in the natural race.
+
+        The calls start one at a time, each once the one before waits in the database: sent
+        at once, two of them could be accepted by one ``php -S`` worker, and the second would
+        queue behind the first instead of racing. So there must be no more calls than workers.
+        """
+        self.forget_enrolment_check(userid)
+        holder = subprocess.Popen(
+            ["psql", "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres", "-d", DB,
+             "-v", "ON_ERROR_STOP=1", "-Atq"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        assert holder.stdin is not None and holder.stdout is not None
+        holder.stdin.write("BEGIN;\nLOCK TABLE mdl_user_preferences IN SHARE ROW EXCLUSIVE MODE;\n"
+                           "SELECT 'held';\n")
+        holder.stdin.flush()
+        if holder.stdout.readline().strip() != "held":
+            holder.kill()
+            raise RuntimeError("could not lock mdl_user_preferences")
+        results: list[T | Exception] = []
+        threads: list[threading.Thread] = []
+
+        def run(index: int, call: Callable[[], T]) -> None:
+            try:
+                results[index] = call()
+            except Exception as exc:  # noqa: BLE001 - the caller inspects every outcome
+                results[index] = exc
+
+        try:
+            for index, call in enumerate(calls):
+                results.append(RuntimeError("not run"))
+                threads.append(threading.Thread(target=run, args=(index, call), daemon=True))
+                threads[-1].start()
+                self._wait_for_preference_inserts(index + 1)
+        finally:
+            holder.communicate("COMMIT;\n")  # let go (also when a call never arrived)
+            for thread in threads:
+                thread.join()
+        return results
+
+    def _wait_for_preference_inserts(self, count: int) -> None:
+        deadline = time.monotonic() + 60
+        while self._preference_inserts_waiting() < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"call {count} never waited on the preference insert")
+            time.sleep(0.02)  # polling the database's own view, with a deadline
+
+    def _preference_inserts_waiting(self) -> int:
+        return int(self.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query ILIKE '%insert%user_preferences%'",
+            DB,
+        ).strip())
 
     # --- between test modules -----------------------------------------------------------
 
