@@ -6,8 +6,7 @@ simple-salesforce builds the REST URLs and sends the requests, over our own ``re
 - login done here (:mod:`connector.clients.salesforce.auth`), against ``settings.domain``;
 - reads that stream page by page, with every value quoted
   (:mod:`connector.clients.salesforce.soql`);
-- sObject Collections writes in calls of at most 200, ``allOrNone`` false, one
-  :class:`RecordResult` per input record: per-record errors are data, not exceptions;
+- sObject Collections writes (:mod:`connector.clients.salesforce.sobject_collections`);
 - errors classified on the ``errorCode`` of the JSON body, retried with tenacity when passing,
   one re-login on ``INVALID_SESSION_ID`` (simple-salesforce's own re-login can loop);
 - the write rule (as the Moodle client's): a create is not idempotent, so when it may have
@@ -29,11 +28,10 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote_plus
 
@@ -46,6 +44,7 @@ from simple_salesforce.exceptions import SalesforceError as LibraryError
 from connector.clients.salesforce import auth as salesforce_auth
 from connector.clients.salesforce import soql
 from connector.clients.salesforce.errors import rule_for
+from connector.clients.salesforce.sobject_collections import CollectionWrites
 from connector.config import SalesforceSettings
 from connector.errors import (
     SalesforceAuthError,
@@ -60,8 +59,6 @@ from connector.errors import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# sObject Collections take at most 200 records per call.
-COLLECTION_SIZE = 200
 # Gateways (Salesforce's edge, a corporate proxy) that may have passed the request on before
 # failing: a create behind one may have happened.
 GATEWAY_STATUSES = frozenset({502, 504})
@@ -69,6 +66,7 @@ GATEWAY_STATUSES = frozenset({502, 504})
 # refuses request URIs over 16,384 bytes, and the path and host need room too.
 IDS_PER_QUERY = 300
 MAX_ENCODED_SOQL = 15_000
+
 
 @dataclass
 class ApiBudget:
@@ -83,30 +81,7 @@ class ApiBudget:
         return self.used / self.limit if self.limit > 0 else 1.0
 
 
-@dataclass
-class RecordResult:
-    """The outcome of one record of a Collections call, in input order."""
-
-    id: str | None
-    success: bool
-    created: bool | None
-    # [{"statusCode", "message", "fields"}]; the message can quote data, so it is not in repr.
-    errors: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def error_code(self) -> str:
-        """The first error's ``statusCode`` (``DUPLICATE_VALUE``...), or "" on success."""
-        return str(self.errors[0].get("statusCode", "")) if self.errors else ""
-
-    def __repr__(self) -> str:
-        codes = ",".join(str(e.get("statusCode", "")) for e in self.errors)
-        return (
-            f"RecordResult(id={self.id!r}, success={self.success}, created={self.created},"
-            f" errors=[{codes}])"
-        )
-
-
-class SalesforceClient:
+class SalesforceClient(CollectionWrites):
     """Salesforce REST client for mentorsync. Not thread-safe: one per worker thread."""
 
     def __init__(
@@ -307,125 +282,6 @@ class SalesforceClient:
                 exc.error_code, exc.status, exc.upstream_message, exc.fields, f"describe {sobject}"
             ) from None
 
-    # --- writes ------------------------------------------------------------------------------
-
-    def collection_create(self, sobject: str, records: Sequence[Mapping]) -> list[RecordResult]:
-        """Create records (``POST /composite/sobjects``); one result per record, in order."""
-        for n, record in enumerate(records):
-            if "Id" in record:
-                raise ValueError(f"collection_create({sobject}) record #{n}: must not have an Id")
-        return self._collection(
-            "collections.create", "POST", "composite/sobjects", sobject, records
-        )
-
-    def collection_update(self, sobject: str, records: Sequence[Mapping]) -> list[RecordResult]:
-        """Update records by Id (``PATCH /composite/sobjects``); one result per record, in order."""
-        for n, record in enumerate(records):
-            soql.check_id(record.get("Id"), f"collection_update({sobject}) record #{n}")
-        return self._collection(
-            "collections.update", "PATCH", "composite/sobjects", sobject, records
-        )
-
-    def collection_upsert(
-        self, sobject: str, external_id_field: str, records: Sequence[Mapping]
-    ) -> list[RecordResult]:
-        """Upsert records on an external id (``PATCH /composite/sobjects/{obj}/{field}``).
-
-        ``created`` tells inserts from updates. One result per record, in order.
-        """
-        soql.check_name(external_id_field, "external id field")
-        for n, record in enumerate(records):
-            if record.get(external_id_field) in (None, ""):
-                raise ValueError(
-                    f"collection_upsert({sobject}) record #{n}: no {external_id_field} value"
-                )
-        path = f"composite/sobjects/{soql.check_name(sobject, 'object name')}/{external_id_field}"
-        return self._collection("collections.upsert", "PATCH", path, sobject, records)
-
-    def collection_delete(self, ids: Sequence[str]) -> list[RecordResult]:
-        """Delete records by Id (``DELETE /composite/sobjects?ids=...&allOrNone=false``), 200 a
-        call; one result per Id, in order. A record already gone answers ``ENTITY_IS_DELETED``
-        (a per-record failure, as any other). Deleting again is harmless, so it is retried."""
-        checked = [soql.check_id(i, f"collection_delete id #{n}") for n, i in enumerate(ids)]
-        results: list[RecordResult] = []
-        for start in range(0, len(checked), COLLECTION_SIZE):
-            chunk = checked[start : start + COLLECTION_SIZE]
-            params = {"ids": ",".join(chunk), "allOrNone": "false"}
-            try:
-                answer = self._call(
-                    "collections.delete",
-                    lambda sf, p=params: sf.restful(
-                        "composite/sobjects", method="DELETE", params=p, **self._request_kwargs
-                    ),
-                )
-                if not isinstance(answer, list) or len(answer) != len(chunk):
-                    raise SalesforceError("UNEXPECTED_RESPONSE", 200, context="collections.delete")
-            except (SalesforceError, UnknownOutcomeError) as exc:
-                exc.completed_results = list(results)  # type: ignore[attr-defined]
-                raise
-            results.extend(_record_result(item, created_default=False) for item in answer)
-        failed = sum(1 for r in results if not r.success)
-        log.info(
-            "salesforce collections.delete: %d records, %d ok, %d failed",
-            len(results), len(results) - failed, failed,
-        )
-        return results
-
-    def _collection(
-        self, op: str, method: str, path: str, sobject: str, records: Sequence[Mapping]
-    ) -> list[RecordResult]:
-        """Send ``records`` in calls of at most 200 and map the results in input order.
-
-        If a call fails as a whole, the exception carries ``completed_results``: the results of
-        the calls before it, so the caller knows which records were written.
-        """
-        soql.check_name(sobject, "object name")
-        results: list[RecordResult] = []
-        for start in range(0, len(records), COLLECTION_SIZE):
-            chunk = records[start : start + COLLECTION_SIZE]
-            payload = json.dumps(
-                {
-                    "allOrNone": False,
-                    "records": [
-                        {
-                            "attributes": {"type": sobject},
-                            **{k: v for k, v in r.items() if k != "attributes"},
-                        }
-                        for r in chunk
-                    ],
-                },
-                default=_json_default,
-            )
-            try:
-                answer = self._call(
-                    op,
-                    lambda sf, p=payload: sf.restful(
-                        path, method=method, data=p, **self._request_kwargs
-                    ),
-                    # Update by Id and upsert by external id can be repeated; a create cannot.
-                    idempotent=op != "collections.create",
-                )
-                if not isinstance(answer, list) or len(answer) != len(chunk):
-                    # Sent and accepted, but the outcome per record cannot be told.
-                    raise SalesforceError("UNEXPECTED_RESPONSE", 200, context=op)
-            except (SalesforceError, UnknownOutcomeError) as exc:
-                exc.completed_results = list(results)  # type: ignore[attr-defined]
-                raise
-            results.extend(
-                _record_result(item, created_default=op == "collections.create") for item in answer
-            )
-        failed = collections.Counter(r.error_code for r in results if not r.success)
-        log.info(
-            "salesforce %s %s: %d records, %d ok, %d failed %s",
-            op,
-            sobject,
-            len(results),
-            len(results) - sum(failed.values()),
-            sum(failed.values()),
-            dict(failed) if failed else "",
-        )
-        return results
-
     # --- the request path --------------------------------------------------------------------
 
     def _call(
@@ -557,16 +413,6 @@ def _log_retry(op: str, state: tenacity.RetryCallState) -> None:
     log.warning("salesforce %s: %s, retry %d in %.1fs", op, code, state.attempt_number, wait)
 
 
-def _record_result(item: Mapping[str, Any], *, created_default: bool) -> RecordResult:
-    success = bool(item.get("success"))
-    created = item.get("created")
-    if created is None and created_default and success:
-        created = True
-    return RecordResult(
-        id=item.get("id"), success=success, created=created, errors=list(item.get("errors") or [])
-    )
-
-
 def _strip_attributes(value: Any) -> Any:
     """Drop the ``attributes`` key from a record and from nested relationship records."""
     if isinstance(value, dict):
@@ -598,14 +444,3 @@ def _iso(value: dt.datetime) -> str:
     if value.tzinfo is None:
         raise ValueError("get_deleted: naive datetime (give it a time zone, e.g. UTC)")
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-
-def _json_default(value: Any) -> Any:
-    """JSON for field values: datetimes as UTC ISO 8601, dates as YYYY-MM-DD."""
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime in a record (give it a time zone)")
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    raise TypeError(f"cannot send a {type(value).__name__} value to Salesforce")

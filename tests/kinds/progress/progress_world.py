@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.clients.salesforce.client import RecordResult, SalesforceClient
+from connector.clients.salesforce.client import SalesforceClient
+from connector.clients.salesforce.sobject_collections import RecordResult
 from sandbox.moodle.site import Site
 from sandbox.salesforce import SalesforceSandbox
 
