@@ -21,8 +21,8 @@ Salesforce query pages of 2,000 records, 300 Ids per ``Id IN`` query, Collection
 for the "matches of these people" query as many Contacts as fit in the 15,000 URL-encoded
 characters the client allows a GET's SOQL (computed below). A full scan reads every match of the
 programme, so it needs no "other matches" query at all; an incremental run that did not read every
-match mentorsync made something for asks once which were deleted (``getDeleted``); a run that
-reads no match needs no Moodle read.
+match mentorsync made something for asks once which were deleted (``getDeleted``) and once which
+were changed into another programme (a query); a run that reads no match needs no Moodle read.
 
 Then the same first sync done pair by pair (per active match: the two Contacts, two account
 lookups, four enrolments, one group, two members, one role, one write-back) on a small sample
@@ -254,13 +254,15 @@ def minimum(
     mins: dict[tuple[str, str], int] = {("salesforce", "login"): 1}
     matches_pages = max(1, math.ceil(read / SOQL_PAGE))
     others = 0 if full_scan or not read else math.ceil(people / world["others_capacity"])
-    mins[("salesforce", "query+queryMore")] = matches_pages + others
+    # Were the matches mentorsync made something for, and this run did not read, deleted
+    # (getDeleted) or moved to another programme (one query for those changed into one)?
+    gone_check = not full_scan and world["groups_before"] > read
+    mins[("salesforce", "query+queryMore")] = matches_pages + others + int(gone_check)
     mins[("salesforce", "queryAll")] = math.ceil(people / IDS_PER_QUERY)
     mins[("salesforce", "collections.update")] = math.ceil(
         counts.get("written_back", 0) / COLLECTION
     )
-    if not full_scan and world["groups_before"] > read:
-        # Were the matches mentorsync made something for, and this run did not read, deleted?
+    if gone_check:
         mins[("salesforce", "getDeleted")] = 1
     if read:
         mins[("moodle", "core_user_get_users_by_field")] = batches(

@@ -83,6 +83,12 @@ class PairsFieldMap:
         """The SOQL condition selecting the matches of one programme (the value is quoted)."""
         return f"{self.fields['program']} = {soql.quote(program_code)}"
 
+    def other_programs_soql(self, program_code: str) -> str:
+        """The SOQL condition selecting the matches NOT of one programme, or of none (the null
+        test is explicit rather than left to how ``!=`` treats null)."""
+        program = self.fields["program"]
+        return f"({program} != {soql.quote(program_code)} OR {program} = null)"
+
     def people_soql(self, contact_ids: list[str]) -> str:
         """The SOQL condition selecting matches in which any of ``contact_ids`` takes part."""
         ids = soql.in_list(contact_ids)

@@ -328,20 +328,21 @@ def test_a_match_deleted_in_salesforce_is_undone_by_the_next_incremental_run(
     assert w.writes() == before
 
 
-def test_a_match_moved_out_of_the_programme_is_undone_by_the_full_run(world: World) -> None:
+@pytest.mark.parametrize("new_program", ["OTHER-2026", None])
+def test_a_match_moved_out_of_the_programme_is_undone_by_the_next_incremental_run(
+    world: World, new_program: str | None
+) -> None:
     w = world
     moved, mentor, mentee, group_id = _a_granted_pair(w)
 
-    w.sf.store.update("Mentorship_Match__c", moved, {"Program__c": "OTHER-2026"})
-    # An incremental run reads only this programme's changes: the move waits for the full run.
-    assert "matches_gone" not in w.pairs().counts
-    assert w.group(moved) is not None
-    result = w.pairs("full")
+    w.sf.store.update("Mentorship_Match__c", moved, {"Program__c": new_program})
+    result = w.pairs()
 
     assert result.counts["matches_gone"] == 1, result.reason
     _undone(w, moved, mentor, mentee, group_id)
-    # Nothing is written to the match: it is another programme's now.
+    # Nothing is written to the match: it is another programme's (or none's) now.
     assert w.match(moved)["LMS_Group_Id__c"] == str(group_id)
+    assert "matches_gone" not in w.pairs().counts
 
 
 def test_a_deleted_match_named_by_id_is_undone(world: World) -> None:
@@ -372,6 +373,31 @@ def test_a_wrong_programme_code_is_stopped_by_the_guard_not_undone(world: World)
     assert all(w.group(m) is not None for m in ready)
 
 
+def test_deleted_and_moved_matches_are_found_with_one_getdeleted_and_one_query(
+    world: World,
+) -> None:
+    w = world
+    kept, deleted, moved, elsewhere = w.report.active_matches[:4]
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    w.sf.store.delete("Mentorship_Match__c", deleted)
+    w.sf.store.update("Mentorship_Match__c", moved, {"Program__c": "OTHER-2026"})
+    w.sf.store.update("Mentorship_Match__c", elsewhere, {"Program__c": "OTHER-2026"})
+    fieldmap = load_pairs_field_map(w.ctx.settings.pairs.field_map)
+
+    gone = read.gone_matches(
+        w.ctx.salesforce,
+        fieldmap,
+        w.ctx.settings.programme.programme_code,
+        {kept, deleted, moved},  # ``elsewhere`` is not mentorsync's: not a candidate
+        since=since,
+        lookback=dt.timedelta(seconds=60),
+        run_start=dt.datetime.now(dt.UTC),
+    )
+
+    assert gone == {deleted, moved}
+    assert (w.sf.calls["getDeleted"], w.sf.calls["query"]) == (1, 1)
+
+
 def test_deletions_older_than_salesforce_keeps_are_found_by_looking_the_matches_up(
     world: World,
 ) -> None:
@@ -382,12 +408,13 @@ def test_deletions_older_than_salesforce_keeps_are_found_by_looking_the_matches_
     now = dt.datetime.now(dt.UTC)
     fieldmap = load_pairs_field_map(w.ctx.settings.pairs.field_map)
 
-    gone = read.deleted_matches(
+    gone = read.gone_matches(
         w.ctx.salesforce,
         fieldmap,
         w.ctx.settings.programme.programme_code,
         {kept, deleted, moved},
-        start=now - dt.timedelta(days=60),  # getDeleted answers INVALID_REPLICATION_DATE
+        since=now - dt.timedelta(days=60),  # getDeleted answers INVALID_REPLICATION_DATE
+        lookback=dt.timedelta(seconds=60),
         run_start=now,
     )
 

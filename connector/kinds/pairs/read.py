@@ -84,21 +84,25 @@ def match_rows(
         yield from sf.query(statement(chunk))
 
 
-def deleted_matches(
+def gone_matches(
     sf: SalesforceClient,
     fm: PairsFieldMap,
     program: str,
     candidates: set[str],
     *,
-    start: dt.datetime,
+    since: dt.datetime,
+    lookback: dt.timedelta,
     run_start: dt.datetime,
 ) -> set[str]:
-    """Of ``candidates`` (matches mentorsync made something for), those deleted since ``start``.
+    """Of ``candidates`` (matches mentorsync made something for), those that left ``program``
+    since ``since - lookback``: deleted, or moved to another programme.
 
-    One ``getDeleted`` call. When Salesforce no longer keeps deletions that far back
-    (``INVALID_REPLICATION_DATE``), the candidates are looked up instead: those no longer in
-    the programme (deleted, or moved to another one) are gone.
+    Two calls: ``getDeleted``, and the matches changed since then that are not in the
+    programme (a move is a change of the match: the programme's own changes cannot show it).
+    When Salesforce no longer keeps deletions that far back (``INVALID_REPLICATION_DATE``),
+    the candidates are looked up instead: those no longer in the programme are gone.
     """
+    start = since - lookback
     try:
         deleted = sf.get_deleted(fm.sobject, start, run_start)
     except SalesforceError as exc:
@@ -106,7 +110,13 @@ def deleted_matches(
             raise
         log.warning("getDeleted refused the cursor's age; looking the pairs' matches up")
         return candidates - present_matches(sf, fm, program, candidates)
-    return candidates & {str(d["id"]) for d in deleted if d.get("id")}
+    gone = {str(d["id"]) for d in deleted if d.get("id")}
+    elsewhere = sf.changed_since(
+        fm.sobject, ["Id"], since, lookback=lookback, run_start=run_start,
+        where=fm.other_programs_soql(program),
+    )
+    gone.update(str(row["Id"]) for row in elsewhere)
+    return candidates & gone
 
 
 def present_matches(

@@ -230,8 +230,8 @@ class PairsRun(KindRun):
 
         Deleted in Salesforce, or moved to another programme: a full scan read every match of
         the programme, so a match of the ledger it did not read is gone; an ids run, one it
-        was asked for and did not find; an incremental run asks ``getDeleted`` (a match moved
-        to another programme is then found by the next full scan, nightly).
+        was asked for and did not find; an incremental run asks ``getDeleted`` and reads the
+        matches changed into another programme (:func:`read.gone_matches`).
         """
         with self.ctx.db.session() as session:
             candidates = ownership.owners(session, KIND) - planned
@@ -242,12 +242,13 @@ class PairsRun(KindRun):
         if self.request.mode == "ids":
             return candidates & set(self.request.ids)
         assert cursor is not None  # an incremental run without a cursor is a full scan
-        return read.deleted_matches(
+        return read.gone_matches(
             self.ctx.salesforce,
             self.fieldmap,
             self.ctx.settings.programme.programme_code,
             candidates,
-            start=cursor - dt.timedelta(seconds=self.ctx.settings.pairs.lookback_seconds),
+            since=cursor,
+            lookback=dt.timedelta(seconds=self.ctx.settings.pairs.lookback_seconds),
             run_start=run_start,
         )
 

@@ -56,6 +56,9 @@ def test_default_map_reads_the_default_data_model() -> None:
     }  # fmt: skip
     assert fm.program_soql("GMP-2026") == "Program__c = 'GMP-2026'"
     assert fm.program_soql("x' OR Id != '") == "Program__c = 'x\\' OR Id != \\''"
+    assert fm.other_programs_soql("GMP-2026") == (
+        "(Program__c != 'GMP-2026' OR Program__c = null)"
+    )
     assert fm.people_soql(["003A", "003B"]) == (
         "(Mentor__c IN ('003A','003B') OR Mentee__c IN ('003A','003B'))"
     )
