@@ -122,7 +122,6 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.max_input_vars = max_input_vars
-        self.workers = workers
         env = site.env(wwwroot=self.url)
         # The built-in server is single-threaded unless told otherwise; concurrency is the point.
         env["PHP_CLI_SERVER_WORKERS"] = str(workers)
