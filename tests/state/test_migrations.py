@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, make_url, text
 
 from connector.state import migrate
-from connector.state.database import Base, StateDB
+from connector.state.database import Base, StateDB, _with_driver
+from tests.backends import Backend
 
 
 def test_a_fresh_database_is_made_from_the_models_and_stamped_with_the_newest_revision(
@@ -24,14 +26,20 @@ def test_a_fresh_database_is_made_from_the_models_and_stamped_with_the_newest_re
         db.dispose()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
 def test_a_database_made_before_migrations_is_stamped_as_baseline_and_upgraded(
-    tmp_path: Path,
+    backend: Backend,
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    old = create_engine(url)
-    # What the first release made with create_all: every table but the ownership ledger.
-    first_release = [t for name, t in Base.metadata.tables.items() if name != "ownership"]
-    Base.metadata.create_all(old, tables=first_release)
+    url = backend.database_url
+    old = create_engine(_with_driver(make_url(url)))
+    # What the first release made with create_all: the baseline's schema (not today's models),
+    # without Alembic's version table.
+    with old.begin() as conn:
+        cfg = migrate.config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, migrate.BASELINE)
+        conn.execute(text("DROP TABLE alembic_version"))
+    assert "ownership" not in inspect(old).get_table_names()
     with old.begin() as conn:
         conn.execute(
             text("INSERT INTO cursors (name, updated_at) VALUES ('members:Contact', '2026-11-30')")
