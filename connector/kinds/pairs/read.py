@@ -97,8 +97,8 @@ def gone_matches(
     """Of ``candidates`` (matches mentorsync made something for), those that left ``program``
     since ``since - lookback``: deleted, or moved to another programme.
 
-    Two calls: ``getDeleted``, and the matches changed since then that are not in the
-    programme (a move is a change of the match: the programme's own changes cannot show it).
+    Two reads: ``getDeleted``, and a query for the matches changed since then that are not in
+    the programme (a move is a change of the match the programme's own changes cannot show).
     When Salesforce no longer keeps deletions that far back (``INVALID_REPLICATION_DATE``),
     the candidates are looked up instead: those no longer in the programme are gone.
     """
