@@ -7,10 +7,14 @@ in one run, on one machine, under one load.
 - ``group-v1``: the first group commit: one writer thread per process batching concurrent
   deliveries, but each batch still the SELECT + INSERT transaction above (three round trips on
   PostgreSQL: the SELECT with its BEGIN, the INSERT, the COMMIT).
-- ``group-v2``: the batch as one INSERT ... ON CONFLICT DO NOTHING RETURNING, as shipped, but
-  sent through SQLAlchemy (``Connection.exec_driver_sql``) instead of on the driver's cursor.
+- ``group-v2``: the batch as one INSERT ... ON CONFLICT (dedup_key) DO NOTHING RETURNING that
+  looked each change up (NOT EXISTS), sent through SQLAlchemy (``Connection.exec_driver_sql``).
+- ``group-v3``: that statement on the driver's cursor (the inbox before migration 0003 made the
+  same-change check a unique index, ``ux_inbox_change``, and the statement a plain insert).
 
-:func:`install` swaps one of them into the server process.
+Every one of them ran on the schema before migration 0003 (a plain index over record and
+SystemModstamp, which their lookups use): :func:`prepare_database` puts it back, and
+:func:`install` swaps the mode's code into the server process.
 """
 
 from __future__ import annotations
@@ -26,7 +30,39 @@ from connector.state import inbox
 from connector.state.database import InboxEvent, StateDB, utcnow
 from connector.state.inbox import Notice, StoreResult
 
-MODES = ("one-by-one", "group-v1", "group-v2", "group")
+MODES = ("one-by-one", "group-v1", "group-v2", "group-v3", "group")
+# The inbox's index, and its statement, before migration 0003.
+_LOOKUP_SCHEMA = (
+    "DROP INDEX ux_inbox_change",
+    "CREATE INDEX ix_inbox_record_modstamp ON inbox (record_id, modstamp)",
+)
+_LOOKUP_INSERT = {
+    "sqlite": """
+INSERT INTO inbox
+    (dedup_key, source, kind, object, record_id, modstamp, received_at, status, attempts)
+SELECT n.value ->> 0, n.value ->> 1, n.value ->> 2, n.value ->> 3, n.value ->> 4, n.value ->> 5,
+       ?, 'pending', 0
+FROM json_each(?) AS n
+WHERE n.value ->> 5 IS NULL OR NOT EXISTS (
+    SELECT 1 FROM inbox AS i WHERE i.record_id = n.value ->> 4 AND i.modstamp = n.value ->> 5
+)
+ON CONFLICT (dedup_key) DO NOTHING
+RETURNING dedup_key
+""",
+    "postgresql": """
+INSERT INTO inbox
+    (dedup_key, source, kind, object, record_id, modstamp, received_at, status, attempts)
+SELECT n.dedup_key, n.source, n.kind, n.object, n.record_id, n.modstamp, %s, 'pending', 0
+FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[],
+            %s::varchar[]) AS n(dedup_key, source, kind, object, record_id, modstamp)
+WHERE n.modstamp IS NULL OR NOT EXISTS (
+    SELECT 1 FROM inbox AS i WHERE i.record_id = n.record_id AND i.modstamp = n.modstamp
+)
+ORDER BY n.dedup_key
+ON CONFLICT (dedup_key) DO NOTHING
+RETURNING dedup_key
+""",
+}
 _CHUNK = 500
 _EXISTING = select(InboxEvent.dedup_key, InboxEvent.record_id, InboxEvent.modstamp).where(
     or_(
@@ -134,10 +170,34 @@ def _group_v1_transaction(
 
 
 def _group_v2_insert_new(conn: Connection, rows: Sequence[Notice]) -> set[str]:
-    """``group-v2``: the batch's statement through SQLAlchemy (replaces ``inbox._insert_new``)."""
+    """``group-v2``: the lookup statement through SQLAlchemy (replaces ``inbox._insert_new``)."""
     name = conn.dialect.name
-    result = conn.exec_driver_sql(inbox.insert_statement(name), inbox.insert_params(name, rows))
+    result = conn.exec_driver_sql(_LOOKUP_INSERT[name], inbox.insert_params(name, rows))
     return {row[0] for row in result}
+
+
+def _group_v3_insert_new(conn: Connection, rows: Sequence[Notice]) -> set[str]:
+    """``group-v3``: the lookup statement on the driver's cursor (replaces ``_insert_new``)."""
+    name = conn.dialect.name
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(_LOOKUP_INSERT[name], inbox.insert_params(name, rows))
+        return {row[0] for row in cursor.fetchall()}
+    finally:
+        cursor.close()
+
+
+def prepare_database(mode: str, database_url: str) -> None:
+    """Give the baselines the schema they ran on (``group``, today's, is left as it is)."""
+    if mode == "group":
+        return
+    db = StateDB(database_url)
+    try:
+        with db.engine.begin() as conn:
+            for statement in _LOOKUP_SCHEMA:
+                conn.exec_driver_sql(statement)
+    finally:
+        db.dispose()
 
 
 def install(mode: str) -> None:
@@ -154,5 +214,7 @@ def install(mode: str) -> None:
         InboxWriter._commit = _group_v1_commit  # type: ignore[method-assign]
     elif mode == "group-v2":
         inbox._insert_new = _group_v2_insert_new  # type: ignore[assignment]
+    elif mode == "group-v3":
+        inbox._insert_new = _group_v3_insert_new  # type: ignore[assignment]
     elif mode != "group":
         raise ValueError(f"unknown inbox mode {mode!r}; one of {', '.join(MODES)}")

@@ -7,13 +7,14 @@ sends a bounded number of requests to each endpoint, and reports acknowledgement
 p50/p99 latency for both, and the ratio: the cost of parsing, checking and the durable inbox write
 (committed before the Ack).
 
-Four servers are measured in one run, each on a fresh state database, one per way of writing
+Five servers are measured in one run, each on a fresh state database, one per way of writing
 the inbox (``--modes``; see ``bench/inbox_baselines.py``): ``one-by-one`` (a transaction per
 delivery, committed by the request's thread: the inbox before group commit), ``group-v1`` (the
 first group commit: a writer thread per process batching concurrent deliveries, each batch a
 SELECT + INSERT transaction through SQLAlchemy), ``group-v2`` (each batch one INSERT ... ON CONFLICT
-DO NOTHING RETURNING, in autocommit on PostgreSQL, sent through SQLAlchemy) and ``group`` (the
-inbox as shipped: that statement on the driver's own cursor; see
+DO NOTHING RETURNING that looks each change up, in autocommit on PostgreSQL, sent through
+SQLAlchemy), ``group-v3`` (that statement on the driver's own cursor) and ``group`` (the inbox as
+shipped: a plain insert on the driver's cursor, the unique indexes deciding what is new; see
 ``connector/state/inbox_writer.py``). Each server reports its writer's batches, lock waits
 and transaction time, and where the CPU went per request (``bench/cputime.py``): the web
 processes, the database server (PostgreSQL), the load generator, and the rest of the machine
@@ -65,7 +66,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # bench.* and tests.backends
 
 from bench.cputime import CORES, CpuMeter, CpuUse  # noqa: E402
-from bench.inbox_baselines import MODES, install  # noqa: E402
+from bench.inbox_baselines import MODES, install, prepare_database  # noqa: E402
 
 ORG_ID = "00D5e000000KQ2eEAG"
 OUTBOUND = "/hooks/salesforce/outbound"
@@ -158,6 +159,7 @@ def serve(workers: int, threads: int) -> None:
     options = gunicorn_options(settings, None, workers, threads, None)
     options["loglevel"] = "warning"
     prepare_storage(settings)
+    prepare_database(os.environ.get("BENCH_INBOX_MODE", "group"), settings.database_url)
     run_gunicorn(bench_app, options)
 
 
@@ -267,6 +269,31 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 60) ->
             pass
         time.sleep(0.1)
     raise SystemExit("server not ready in time")
+
+
+def server_statements(database_url: str, requests: float) -> dict[str, float]:
+    """What PostgreSQL spent on the inbox's statements of this database, per durable request.
+
+    From pg_stat_statements (the bench's cluster loads it): statements run, and milliseconds
+    executing and planning them. Planning is where a statement whose plan depends on the data
+    shows: each execution of such a statement may be planned anew.
+    """
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        calls, executing, planning = conn.execute(
+            "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0), "
+            "coalesce(sum(total_plan_time), 0) FROM pg_stat_statements "
+            "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND query ILIKE '%inbox%'"
+        ).fetchone() or (0, 0, 0)
+    per = max(requests, 1)
+    return {
+        "statements": float(calls) / per,
+        "executing_ms": float(executing) / per,
+        "planning_ms": float(planning) / per,
+    }
 
 
 def stored_notifications(database_url: str) -> tuple[int, int]:
@@ -444,6 +471,13 @@ def report(args: argparse.Namespace, store: str, results: list[dict[str, Any]]) 
                 "for the other process"
             )
         print(line)
+        if "server" in result:
+            server = result["server"]
+            print(
+                f"{result['mode']:<12}  PostgreSQL per outbound request: "
+                f"{server['statements']:.2f} inbox statements, {server['executing_ms']:.3f} ms "
+                f"executing them, {server['planning_ms']:.3f} ms planning them"
+            )
         for endpoint in ("bare", "outbound"):
             use = result["cpu"][endpoint]
             parts = ", ".join(
@@ -496,13 +530,15 @@ def main() -> None:
     if args.database == "postgresql":
         from tests.backends import create_database, drop_database, start_postgres
 
-        server = start_postgres(durable=True)
+        server = start_postgres(durable=True, statements=True)
     try:
         results = []
         for mode in args.modes.split(","):
             url = create_database(server.url) if server is not None else None
             db_pid = server.proc.pid if server is not None and server.proc else None
             results.append(measure(args, mode, url, db_pid))
+            if url is not None:
+                results[-1]["server"] = server_statements(url, results[-1]["outbound"]["acks"])
             if url is not None:
                 # Else autovacuum works on this mode's rows while the next mode is measured.
                 drop_database(url)

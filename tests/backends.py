@@ -135,11 +135,13 @@ class Server:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_postgres(*, durable: bool = False) -> Server:
+def start_postgres(*, durable: bool = False, statements: bool = False) -> Server:
     """initdb and start a PostgreSQL cluster on 127.0.0.1:<free port>; return it when ready.
 
     ``durable=False`` turns fsync off (tests: nothing must survive a power cut, and CREATE
     DATABASE per test is several times faster); benchmarks pass ``durable=True``.
+    ``statements=True`` loads pg_stat_statements (planning counted too), for benchmarks that
+    say how long the server spent on which statements.
     """
     if not (PG_BIN / "postgres").exists():
         raise ServerUnavailable(f"PostgreSQL server not found in {PG_BIN}")
@@ -168,6 +170,9 @@ def start_postgres(*, durable: bool = False) -> Server:
         "full_page_writes": "on" if durable else "off",
         "max_connections": "200",
     }
+    if statements:
+        settings["shared_preload_libraries"] = "pg_stat_statements"
+        settings["pg_stat_statements.track_planning"] = "on"
     args = [str(PG_BIN / "postgres"), "-D", str(data)]
     for key, value in settings.items():
         args += ["-c", f"{key}={value}"]

@@ -24,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
@@ -109,8 +110,18 @@ class InboxEvent(Base):
     """
 
     __tablename__ = "inbox"
-    # The duplicate-change check looks rows up by record and SystemModstamp.
-    __table_args__ = (Index("ix_inbox_record_modstamp", "record_id", "modstamp"),)
+    # One change of a record (its SystemModstamp) is stored once, whatever message reported it:
+    # the inbox's insert skips a row this index, or the unique dedup_key, already holds.
+    __table_args__ = (
+        Index(
+            "ux_inbox_change",
+            "record_id",
+            "modstamp",
+            unique=True,
+            postgresql_where=text("modstamp IS NOT NULL"),
+            sqlite_where=text("modstamp IS NOT NULL"),
+        ),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
     # salesforce-outbound | salesforce-events | moodle

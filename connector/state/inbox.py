@@ -59,27 +59,35 @@ def _chunks(items: Sequence[object], size: int = _CHUNK) -> Iterable[Sequence[ob
 
 # The whole batch is ONE statement: every notice of it as one parameter (a JSON array on SQLite,
 # column arrays on PostgreSQL), so that the statement text, and on PostgreSQL its server-side
-# prepared plan, is the same for any batch size. The database skips what it already holds: a
-# stored ``dedup_key`` (ON CONFLICT) and a stored change of the same record with the same
-# SystemModstamp (NOT EXISTS, through ix_inbox_record_modstamp). RETURNING says what was new.
-# Sent as written on the driver's cursor (see _insert_new): composing and compiling Core
+# prepared plan, is the same for any batch size. The database skips what it already holds
+# (ON CONFLICT DO NOTHING over every unique index): a stored ``dedup_key``, or a stored change of
+# the same record with the same SystemModstamp (``ux_inbox_change``). RETURNING says what was
+# new. Sent as written on the driver's cursor (see _insert_new): composing and compiling Core
 # expressions cost more CPU than the database's work here (bench/webhooks.py).
+#
+# The statement reads nothing from the table, so its plan cannot depend on how big the table
+# is. It used to look each change up (NOT EXISTS): on PostgreSQL a plan made while the inbox was
+# small hashed the whole table for that lookup, and the cached plan went on doing so as the
+# inbox grew (bench/webhooks.py: the server's time per batch rose from 0.4 to 1.4-1.8 ms within
+# a 4,000-row run; without the lookup it is 0.2-0.25 ms, and nothing is planned twice).
 #
 # On PostgreSQL the rows go in in key order. Writers of several processes run at once there, and
 # a row one of them has inserted but not committed makes another inserting the same key wait for
 # it; inserted in the order they came, two writers holding keys the other wants deadlock
 # ("deadlock detected", 40P01: one of them fails and its deliveries answer 503). In one order, a
-# writer waits only for keys below the one it is at, so no two ever wait for each other.
+# writer waits only for keys below the one it is at, so no two ever wait for each other. (One
+# change under two keys can still cross: two writers each holding a change the other's next row
+# repeats. That takes the same changes arriving at once in two deliveries under different
+# notification Ids, in opposite key order; PostgreSQL then fails one, which answers 503 and is
+# delivered again.)
 _SQLITE_INSERT = """
 INSERT INTO inbox
     (dedup_key, source, kind, object, record_id, modstamp, received_at, status, attempts)
 SELECT n.value ->> 0, n.value ->> 1, n.value ->> 2, n.value ->> 3, n.value ->> 4, n.value ->> 5,
        ?, 'pending', 0
 FROM json_each(?) AS n
-WHERE n.value ->> 5 IS NULL OR NOT EXISTS (
-    SELECT 1 FROM inbox AS i WHERE i.record_id = n.value ->> 4 AND i.modstamp = n.value ->> 5
-)
-ON CONFLICT (dedup_key) DO NOTHING
+WHERE true
+ON CONFLICT DO NOTHING
 RETURNING dedup_key
 """
 _POSTGRES_INSERT = """
@@ -88,11 +96,8 @@ INSERT INTO inbox
 SELECT n.dedup_key, n.source, n.kind, n.object, n.record_id, n.modstamp, %s, 'pending', 0
 FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[],
             %s::varchar[]) AS n(dedup_key, source, kind, object, record_id, modstamp)
-WHERE n.modstamp IS NULL OR NOT EXISTS (
-    SELECT 1 FROM inbox AS i WHERE i.record_id = n.record_id AND i.modstamp = n.modstamp
-)
 ORDER BY n.dedup_key
-ON CONFLICT (dedup_key) DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING dedup_key
 """
 
@@ -129,11 +134,8 @@ def store_batch(conn: Connection, batch: Sequence[Sequence[Notice]]) -> list[Sto
     counted as a duplicate by the second, exactly as if they had been stored one after the
     other. Driver errors are raised as SQLAlchemy's (``OperationalError``, ...).
 
-    Between processes, the unique ``dedup_key`` makes a notification stored twice at once end
-    as one row. The same-change check has no constraint behind it: on PostgreSQL, two processes
-    storing one change under two different keys at the same moment may both store it, and the
-    record is then reconciled twice (harmless: runs are idempotent). On SQLite writers take
-    turns, so it cannot happen there.
+    Between processes, the unique indexes decide: a notification, or one change under two
+    keys, stored twice at once ends as one row.
     """
     keys: set[str] = set()
     changes: set[tuple[str, str]] = set()

@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from connector.state import inbox, inbox_writer
 from connector.state.database import InboxEvent, StateDB, utcnow
 from tests.backends import Backend
+from tests.serving import wait_for
 from tests.webhooks.fakes import make_settings, sf_id
 
 # The inbox lives in the state database: run over SQLite and PostgreSQL (the queue is not used).
@@ -88,19 +89,35 @@ def test_stored_rows_are_pending_with_the_time_received(db: StateDB) -> None:
     assert leased.record_ids == (sf_id("003", 1),)
 
 
-def test_the_change_index_exists(db: StateDB) -> None:
-    indexes = {ix["name"]: ix["column_names"] for ix in inspect(db.engine).get_indexes("inbox")}
-    assert indexes["ix_inbox_record_modstamp"] == ["record_id", "modstamp"]
-    if db.engine.dialect.name == "sqlite":
-        # The statement the inbox runs looks each change up through the index.
-        with db.engine.connect() as conn:
-            driver = conn.connection.driver_connection
-            assert driver is not None
-            plan = driver.execute(
-                "EXPLAIN QUERY PLAN " + inbox.insert_statement("sqlite"),
-                ("2026-03-02 14:05:11.000000", '[["k", "s", "kind", "o", "r", "m"]]'),
-            ).fetchall()
-        assert any("USING COVERING INDEX ix_inbox_record_modstamp" in str(row) for row in plan)
+def test_one_change_is_unique_and_the_insert_reads_nothing_from_the_table(db: StateDB) -> None:
+    indexes = {ix["name"]: ix for ix in inspect(db.engine).get_indexes("inbox")}
+    change = indexes["ux_inbox_change"]
+    assert (change["column_names"], bool(change["unique"])) == (["record_id", "modstamp"], True)
+    assert "ix_inbox_record_modstamp" not in indexes
+    # The statement's plan must not depend on the table's size: it scans no part of it (a plan
+    # that looked changes up went on hashing the whole inbox once PostgreSQL had cached it).
+    name = db.engine.dialect.name
+    params = inbox.insert_params(name, [notice(1)])
+    with db.engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        cursor = driver.cursor()
+        explain = "EXPLAIN QUERY PLAN " if name == "sqlite" else "EXPLAIN "
+        cursor.execute(explain + inbox.insert_statement(name), params)
+        plan = [str(row[-1]) for row in cursor.fetchall()]
+        cursor.close()
+    if name == "sqlite":
+        assert plan == ["SCAN n VIRTUAL TABLE INDEX 1:"]  # json_each(): the batch itself
+    else:
+        scans = [line.split("(cost")[0].strip(" ->") for line in plan if "Scan" in line]
+        assert scans == ['Subquery Scan on "*SELECT*"', "Function Scan on n"]  # unnest()
+
+
+def test_a_change_without_a_modstamp_is_told_apart_by_its_key_only(db: StateDB) -> None:
+    result = inbox.store(db, [notice(1, None), notice(1, None, key="k1b")])
+    assert (result.stored, result.duplicates) == (2, 0)
+    with db.session() as session:
+        assert session.scalars(select(InboxEvent.modstamp)).all() == [None, None]
 
 
 def test_concurrent_deliveries_of_the_same_message_store_it_once(db: StateDB) -> None:
@@ -159,6 +176,48 @@ def test_deliveries_waiting_for_a_commit_share_the_next_transaction(
     assert sorted(r.stored for r in results) == [1] * 9
     assert (writer.stats.batches, writer.stats.largest_batch) == (2, 8)
     assert count(db) == 9
+
+
+def test_one_change_stored_under_another_key_while_the_first_is_uncommitted_is_one_row(
+    db: StateDB,
+) -> None:
+    # Another process has inserted the change under its own key and not committed yet. A lookup
+    # could not see that row, and both were stored; the unique index makes this store wait for
+    # the other transaction, then skip the change.
+    other = db.engine.connect()
+    first = other.begin()
+    if db.engine.dialect.name == "sqlite":
+        other.exec_driver_sql("BEGIN IMMEDIATE")  # SQLAlchemy's begin() issues nothing
+    other.execute(
+        text(
+            "INSERT INTO inbox (dedup_key, source, kind, object, record_id, modstamp, "
+            "received_at, status, attempts) VALUES ('k1-other-message', 'salesforce-outbound', "
+            "'members', 'Contact', :record, '2026-03-02T14:05:11.000Z', :now, 'pending', 0)"
+        ),
+        {"record": sf_id("003", 1), "now": utcnow().replace(tzinfo=None)},
+    )
+    results: list[inbox.StoreResult] = []
+    delivery = threading.Thread(target=lambda: results.append(inbox.store(db, [notice(1)])))
+    delivery.start()
+    if db.engine.dialect.name == "postgresql":
+        wait_for(lambda: _waiting_on_a_lock(db), "the delivery to wait for the other insert")
+    first.commit()
+    other.close()
+    delivery.join(30)
+    assert [(r.stored, r.duplicates) for r in results] == [(0, 1)]
+    assert count(db) == 1
+
+
+def _waiting_on_a_lock(db: StateDB) -> bool:
+    # A connection of its own: a transaction sees one snapshot of pg_stat_activity.
+    with db.engine.connect() as conn:
+        waiting = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%INSERT INTO inbox%'"
+            )
+        )
+        return bool(waiting.scalar())
 
 
 def test_two_writers_storing_the_same_notifications_store_each_once(
