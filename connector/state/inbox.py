@@ -66,10 +66,12 @@ def _chunks(items: Sequence[object], size: int = _CHUNK) -> Iterable[Sequence[ob
 # expressions cost more CPU than the database's work here (bench/webhooks.py).
 #
 # The statement reads nothing from the table, so its plan cannot depend on how big the table
-# is. It used to look each change up (NOT EXISTS): on PostgreSQL a plan made while the inbox was
-# small hashed the whole table for that lookup, and the cached plan went on doing so as the
-# inbox grew (bench/webhooks.py: the server's time per batch rose from 0.4 to 1.4-1.8 ms within
-# a 4,000-row run; without the lookup it is 0.2-0.25 ms, and nothing is planned twice).
+# is. It used to look each change up (NOT EXISTS), which on PostgreSQL cost either way: planned
+# for each batch (0.14 ms of the server's 0.44 ms per request, bench/webhooks.py ``group-v3``),
+# or, once PostgreSQL settled on a cached generic plan, a plan made while the inbox was small
+# that hashed the whole table for the lookup and went on doing so as it grew (1.4-1.8 ms per
+# batch by the end of an 8,800-row run, measured with larger batches: the web processes' writers
+# taking turns). Without the lookup: 0.19 ms per request, nothing planned twice.
 #
 # On PostgreSQL the rows go in in key order. Writers of several processes run at once there, and
 # a row one of them has inserted but not committed makes another inserting the same key wait for
