@@ -15,6 +15,10 @@ in one run, on one machine, under one load.
 Every one of them ran on the schema before migration 0003 (a plain index over record and
 SystemModstamp, which their lookups use): :func:`prepare_database` puts it back, and
 :func:`install` swaps the mode's code into the server process.
+
+``no-store`` is a diagnostic, not a way of writing the inbox: the endpoint parses, checks and
+routes as shipped, then stores nothing (not durable). Next to ``group`` in one run, it says what
+the durable store costs under load, in CPU per request and in latency.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from connector.state.database import InboxEvent, StateDB, utcnow
 from connector.state.inbox import Notice, StoreResult
 
 MODES = ("one-by-one", "group-v1", "group-v2", "group-v3", "group")
+# Not a way of writing the inbox, and not measured unless asked for: the endpoint storing nothing.
+NO_STORE = "no-store"
 # The inbox's index, and its statement, before migration 0003.
 _LOOKUP_SCHEMA = (
     "DROP INDEX ux_inbox_change",
@@ -189,7 +195,7 @@ def _group_v3_insert_new(conn: Connection, rows: Sequence[Notice]) -> set[str]:
 
 def prepare_database(mode: str, database_url: str) -> None:
     """Give the baselines the schema they ran on (``group``, today's, is left as it is)."""
-    if mode == "group":
+    if mode in ("group", NO_STORE):
         return
     db = StateDB(database_url)
     try:
@@ -198,6 +204,11 @@ def prepare_database(mode: str, database_url: str) -> None:
                 conn.exec_driver_sql(statement)
     finally:
         db.dispose()
+
+
+def _store_nothing(_db: StateDB, notices: Sequence[Notice]) -> StoreResult:
+    """``no-store``: answer as if every notice were new, storing none."""
+    return StoreResult(stored=len(notices), kinds={notice.kind for notice in notices})
 
 
 def install(mode: str) -> None:
@@ -216,5 +227,12 @@ def install(mode: str) -> None:
         inbox._insert_new = _group_v2_insert_new  # type: ignore[assignment]
     elif mode == "group-v3":
         inbox._insert_new = _group_v3_insert_new  # type: ignore[assignment]
+    elif mode == NO_STORE:
+        import webhooks.outbound
+
+        webhooks.outbound.inbox = types.SimpleNamespace(  # type: ignore[attr-defined]
+            Notice=inbox.Notice, store=_store_nothing
+        )
     elif mode != "group":
-        raise ValueError(f"unknown inbox mode {mode!r}; one of {', '.join(MODES)}")
+        known = ", ".join((*MODES, NO_STORE))
+        raise ValueError(f"unknown inbox mode {mode!r}; one of {known}")
