@@ -272,16 +272,29 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 60) ->
     raise SystemExit("server not ready in time")
 
 
+def reset_wal_counters(database_url: str) -> None:
+    """Zero the cluster's WAL counters (pg_stat_wal), before a mode is measured."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_reset_shared('wal')")
+
+
 def server_statements(database_url: str, requests: float) -> dict[str, float]:
     """What PostgreSQL spent on the inbox's statements of this database, per durable request.
 
     From pg_stat_statements (the bench's cluster loads it): statements run, and milliseconds
     executing and planning them. Planning is where a statement whose plan depends on the data
-    shows: each execution of such a statement may be planned anew.
+    shows: each execution of such a statement may be planned anew. From pg_stat_wal (with
+    ``track_wal_io_timing``): the WAL flushes since :func:`reset_wal_counters` and how long
+    each took, the wait a commit makes for the disk.
     """
     import psycopg
 
     with psycopg.connect(database_url, autocommit=True) as conn:
+        flushes, flushing = conn.execute(
+            "SELECT wal_sync, wal_sync_time FROM pg_stat_wal"
+        ).fetchone() or (0, 0)
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         calls, executing, planning = conn.execute(
             "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0), "
@@ -294,6 +307,8 @@ def server_statements(database_url: str, requests: float) -> dict[str, float]:
         "statements": float(calls) / per,
         "executing_ms": float(executing) / per,
         "planning_ms": float(planning) / per,
+        "wal_flushes": float(flushes) / per,
+        "ms_per_wal_flush": float(flushing) / flushes if flushes else 0.0,
     }
 
 
@@ -478,7 +493,8 @@ def report(args: argparse.Namespace, store: str, results: list[dict[str, Any]]) 
             print(
                 f"{result['mode']:<12}  PostgreSQL per outbound request: "
                 f"{server['statements']:.2f} inbox statements, {server['executing_ms']:.3f} ms "
-                f"executing them, {server['planning_ms']:.3f} ms planning them"
+                f"executing them, {server['planning_ms']:.3f} ms planning them; "
+                f"{server['wal_flushes']:.2f} WAL flushes of {server['ms_per_wal_flush']:.2f} ms"
             )
         for endpoint in ("bare", "outbound"):
             use = result["cpu"][endpoint]
@@ -541,6 +557,8 @@ def main() -> None:
         for mode in args.modes.split(","):
             url = create_database(server.url) if server is not None else None
             db_pid = server.proc.pid if server is not None and server.proc else None
+            if url is not None:
+                reset_wal_counters(url)
             results.append(measure(args, mode, url, db_pid))
             if url is not None:
                 results[-1]["server"] = server_statements(url, results[-1]["outbound"]["acks"])

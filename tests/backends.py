@@ -140,8 +140,8 @@ def start_postgres(*, durable: bool = False, statements: bool = False) -> Server
 
     ``durable=False`` turns fsync off (tests: nothing must survive a power cut, and CREATE
     DATABASE per test is several times faster); benchmarks pass ``durable=True``.
-    ``statements=True`` loads pg_stat_statements (planning counted too), for benchmarks that
-    say how long the server spent on which statements.
+    ``statements=True`` loads pg_stat_statements (planning counted too) and times WAL flushes
+    (``track_wal_io_timing``), for benchmarks that say where the server's time went.
     """
     if not (PG_BIN / "postgres").exists():
         raise ServerUnavailable(f"PostgreSQL server not found in {PG_BIN}")
@@ -173,6 +173,7 @@ def start_postgres(*, durable: bool = False, statements: bool = False) -> Server
     if statements:
         settings["shared_preload_libraries"] = "pg_stat_statements"
         settings["pg_stat_statements.track_planning"] = "on"
+        settings["track_wal_io_timing"] = "on"
     args = [str(PG_BIN / "postgres"), "-D", str(data)]
     for key, value in settings.items():
         args += ["-c", f"{key}={value}"]
