@@ -8,7 +8,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, make_url, text
+from sqlalchemy import Connection, create_engine, inspect, make_url, text
 
 from connector.state import migrate
 from connector.state.database import Base, StateDB, _with_driver
@@ -26,6 +26,13 @@ def test_a_fresh_database_is_made_from_the_models_and_stamped_with_the_newest_re
         db.dispose()
 
 
+def _upgrade(conn: Connection, revision: str) -> None:
+    """Run the migrations up to ``revision`` on ``conn`` (in its transaction)."""
+    cfg = migrate.config()
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, revision)
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
 def test_a_database_made_before_migrations_is_stamped_as_baseline_and_upgraded(
     backend: Backend,
@@ -35,9 +42,7 @@ def test_a_database_made_before_migrations_is_stamped_as_baseline_and_upgraded(
     # What the first release made with create_all: the baseline's schema (not today's models),
     # without Alembic's version table.
     with old.begin() as conn:
-        cfg = migrate.config()
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, migrate.BASELINE)
+        _upgrade(conn, migrate.BASELINE)
         conn.execute(text("DROP TABLE alembic_version"))
     assert "ownership" not in inspect(old).get_table_names()
     with old.begin() as conn:
@@ -67,9 +72,7 @@ def test_changes_stored_twice_before_0003_keep_their_rows_and_one_keeps_its_mods
     url = backend.database_url
     old = create_engine(_with_driver(make_url(url)))
     with old.begin() as conn:
-        cfg = migrate.config()
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0002")
+        _upgrade(conn, "0002")
         for key, modstamp in (("a", "m1"), ("b", "m1"), ("c", "m2"), ("d", None), ("e", None)):
             conn.execute(
                 text(
@@ -98,9 +101,7 @@ def test_changes_stored_twice_before_0003_keep_their_rows_and_one_keeps_its_mods
 def test_the_migrations_from_nothing_build_exactly_the_models_schema(backend: Backend) -> None:
     engine = create_engine(_with_driver(make_url(backend.database_url)))
     with engine.begin() as conn:
-        cfg = migrate.config()
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        _upgrade(conn, "head")
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
