@@ -13,6 +13,9 @@ A kind subclasses :class:`KindRun` and supplies only what is specific to it:
 - optionally :meth:`KindRun.wind_down` (settle what is in flight when a run stops midway) and
   :meth:`KindRun.final_counts`.
 
+A kind opens its plan spool with :meth:`KindRun.open_spool` and reads it as
+:attr:`KindRun.spool`; the engine closes it when the run ends, whatever ended it.
+
 The engine owns the rest, once for every kind:
 
 - the run record (``runs`` table), its :class:`~connector.engine.kind.RunStatus` and counts;
@@ -35,7 +38,7 @@ import collections
 import datetime as dt
 import logging
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -54,12 +57,25 @@ LEDGER_SIZE = 500
 PLAN_LINES_MAX = 10_000
 
 
+class Closable(Protocol):
+    """What the engine needs of a kind's plan spool: that it can be closed."""
+
+    def close(self) -> None:
+        """Release the spool's file and memory."""
+
+
+SpoolT = TypeVar("SpoolT", bound=Closable)
+
+
 class StopRun(Exception):
     """Raised by a kind (or the guard) to stop before applying, with a reason without PII."""
 
 
-class KindRun(ABC):
-    """One run of one sync kind; :meth:`execute` drives it (see the module docstring)."""
+class KindRun(ABC, Generic[SpoolT]):
+    """One run of one sync kind; :meth:`execute` drives it (see the module docstring).
+
+    ``SpoolT`` is the type of the kind's plan spool.
+    """
 
     #: The kind's name, as registered.
     kind: ClassVar[str]
@@ -86,6 +102,7 @@ class KindRun(ABC):
         self._cleared: list[str] = []
         self._done = 0
         self._total: int | None = None
+        self._spool: SpoolT | None = None
 
     # --- what a kind supplies -----------------------------------------------------------
 
@@ -115,8 +132,25 @@ class KindRun(ABC):
         return None
 
     def release(self) -> None:
-        """Close what the run opened (spool, threads); called in a ``finally``."""
+        """Close what the run opened (threads, clients); called in a ``finally``, before the
+        engine closes the spool (optional)."""
         return None
+
+    # --- the plan spool -----------------------------------------------------------------
+
+    def open_spool(self, spool: SpoolT) -> SpoolT:
+        """Make ``spool`` this run's plan spool; the engine closes it when the run ends."""
+        if self._spool is not None:
+            self._spool.close()
+        self._spool = spool
+        return spool
+
+    @property
+    def spool(self) -> SpoolT:
+        """This run's plan spool, from :meth:`open_spool` until the run ends."""
+        if self._spool is None:
+            raise RuntimeError("the plan spool exists only while the run executes")
+        return self._spool
 
     def final_counts(self) -> dict[str, int]:
         """The counts stored with the run and returned (non-zero ones, ``failed`` always)."""
@@ -134,7 +168,12 @@ class KindRun(ABC):
         try:
             return self._execute()
         finally:
-            self.release()
+            try:
+                self.release()
+            finally:
+                if self._spool is not None:
+                    spool, self._spool = self._spool, None
+                    spool.close()
 
     def _execute(self) -> RunResult:
         request = self.request

@@ -8,6 +8,7 @@ the part specific to it (read, a pure planner, apply); the rest comes from the e
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from sqlalchemy import select
 import connector.registry
 from connector.cli import main
 from connector.context import Context
+from connector.engine import spool as spool_module
 from connector.engine.guard import mass_change
 from connector.engine.kind import SALESFORCE_ID, ProgressHook, RunResult, Schedule, SyncRequest
 from connector.engine.run import KindRun
@@ -82,12 +84,12 @@ class World:
 WORLD = World()
 
 
-class NotesRun(KindRun):
+class NotesRun(KindRun[PlanSpool[NoteAction]]):
     kind = "notes"
     cursor_name = "notes:Note__c"
 
     def plan(self, cursor: dt.datetime | None, run_start: dt.datetime) -> None:
-        self.spool: PlanSpool[NoteAction] = PlanSpool(NoteCodec())
+        self.open_spool(PlanSpool(NoteCodec()))
         WORLD.reads.append(cursor)
         if self.request.mode == "ids":
             ids = list(self.request.ids)
@@ -118,10 +120,6 @@ class NotesRun(KindRun):
 
     def plan_lines(self) -> list[tuple[str, str, str]]:
         return [(a.kind, a.record_id, "") for a in self.spool]
-
-    def release(self) -> None:
-        if hasattr(self, "spool"):
-            self.spool.close()
 
 
 class NotesKind:
@@ -305,3 +303,34 @@ def test_the_composition_root_has_the_three_kinds_in_nightly_order() -> None:
     built_in = connector.registry.kinds()
     assert list(built_in) == ["members", "pairs", "progress"]
     assert [schedule(k).nightly_order for k in built_in.values()] == [10, 20, 30]
+
+
+def test_the_engine_closes_the_spool_however_the_run_ends(
+    notes: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kind opens its spool and declares no release: closing it is the engine's.
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    during: list[int] = []
+    real_apply = NotesRun.apply
+
+    def apply(self: NotesRun) -> None:
+        during.append(len(list(temp.glob(spool_module.PREFIX + "*"))))
+        real_apply(self)
+
+    monkeypatch.setattr(NotesRun, "apply", apply)
+    WORLD.source = {rid(1): ("a", T0)}
+    assert run(notes).status == "ok"
+    assert run(notes, dry_run=True).status == "dry_run"
+
+    def crash(self: NotesRun) -> None:
+        during.append(len(list(temp.glob(spool_module.PREFIX + "*"))))
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(NotesRun, "apply", crash)
+    WORLD.source[rid(2)] = ("b", T0 + dt.timedelta(seconds=1))
+    with pytest.raises(RuntimeError):
+        run(notes, mode="full")
+    assert during == [1, 1]  # the plan was on disk while each run applied it...
+    assert list(temp.iterdir()) == []  # ...and is gone after every run

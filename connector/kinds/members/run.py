@@ -105,7 +105,7 @@ DONE = {
 }
 
 
-class MembersRun(MemberSource, KindRun):
+class MembersRun(MemberSource, KindRun[MemberPlanSpool]):
     """One run of the member sync."""
 
     kind = KIND
@@ -136,8 +136,6 @@ class MembersRun(MemberSource, KindRun):
         self.lookup_threads = concurrency
         self.write_threads = max(1, concurrency // 2)
         self.background_writeback = concurrency > 1
-        # Made when the run starts and always closed when it ends (see members_spool).
-        self._spool: MemberPlanSpool | None = None
         self.lookup = ParallelLookup(ctx.moodle, self.lookup_threads)
         # Merge survivors without an account -> (the merged-away Contact's account, its Id).
         self.repoint: dict[str, tuple[Account, str]] = {}
@@ -150,28 +148,17 @@ class MembersRun(MemberSource, KindRun):
 
     # --- what the engine asks for -------------------------------------------------------------
 
-    @property
-    def spool(self) -> MemberPlanSpool:
-        """This run's plan spool."""
-        if self._spool is None:
-            raise RuntimeError("the plan spool exists only while the run executes")
-        return self._spool
-
     def before_run(self, session: Session) -> None:
         """Read the guard's base from the last full read."""
         self.last_linked = _last_linked_active(session)
 
     def release(self) -> None:
-        """Close the plan spool, the lookup threads and the write-back thread."""
-        try:
-            self.lookup.close()
-            if self._applier is not None:
-                self._applier.close()
-            if self._writeback is not None:
-                self._writeback.close()
-        finally:
-            if self._spool is not None:
-                self._spool.close()
+        """Close the lookup threads, the applier and the write-back thread."""
+        self.lookup.close()
+        if self._applier is not None:
+            self._applier.close()
+        if self._writeback is not None:
+            self._writeback.close()
 
     def final_counts(self) -> dict[str, int]:
         """The engine's counts, plus ``linked_active`` after an applied full read."""
@@ -185,7 +172,7 @@ class MembersRun(MemberSource, KindRun):
     def plan(self, cursor: dt.datetime | None, run_start: dt.datetime) -> None:
         """Read the Contacts (by cursor, ids or all) and their accounts; spool the plan."""
         request = self.request
-        self._spool = MemberPlanSpool()
+        self.open_spool(MemberPlanSpool())
         if request.mode == "ids":
             self._plan_ids(self._contact_ids(list(request.ids)))
         else:

@@ -104,7 +104,7 @@ def pairs_settings(ctx: Context) -> PairsSettings:
     return settings
 
 
-class PairsRun(KindRun):
+class PairsRun(KindRun[PlanSpool[Action]]):
     """One run of the pairs sync."""
 
     kind = KIND
@@ -122,7 +122,6 @@ class PairsRun(KindRun):
         self.writebacks: list[WriteBack] = []
         self.owned = Owned()
         self.ledger_size = 0
-        self._spool: PlanSpool[Action] | None = None
         self._lines: list[tuple[str, str]] = []
         self._errors: dict[str, str] = {}
         self._ledger_adds: list[ownership.Entry] = []
@@ -130,26 +129,17 @@ class PairsRun(KindRun):
         self._applier: PairsApplier | None = None
         self._writeback: WritebackBuffer | None = None
 
-    @property
-    def spool(self) -> PlanSpool[Action]:
-        """This run's plan spool."""
-        if self._spool is None:
-            raise RuntimeError("the plan spool exists only while the run executes")
-        return self._spool
-
     def release(self) -> None:
-        """Close the spool and the write-back thread."""
+        """Close the write-back thread."""
         if self._writeback is not None:
             self._writeback.close()
-        if self._spool is not None:
-            self._spool.close()
 
     # --- planning -------------------------------------------------------------------------
 
     def plan(self, cursor: dt.datetime | None, run_start: dt.datetime) -> None:
         """Read matches, people, Moodle and the ledger; plan the whole run; spool it."""
         ctx, request = self.ctx, self.request
-        self._spool = PlanSpool(PairsCodec())
+        self.open_spool(PlanSpool(PairsCodec()))
         self.full_scan = request.mode == "full" or (request.mode != "ids" and cursor is None)
         program = ctx.settings.programme.programme_code
         rows = read.match_rows(

@@ -136,7 +136,7 @@ def split_ids(ids: Iterable[str]) -> tuple[list[str], list[int]]:
     return matches, users
 
 
-class ProgressRun(KindRun):
+class ProgressRun(KindRun[PlanSpool[ProgressAction]]):
     """One run of the progress sync."""
 
     kind = KIND
@@ -173,16 +173,8 @@ class ProgressRun(KindRun):
         self.last_meetings: int | None = None
         self.sweep_after = ""
         self.next_sweep: str | None = None
-        self._spool: PlanSpool[ProgressAction] | None = None
         self._reader: PerUserReader | None = None
         self._failed_matches: set[str] = set()
-
-    @property
-    def spool(self) -> PlanSpool[ProgressAction]:
-        """This run's plan spool."""
-        if self._spool is None:
-            raise RuntimeError("the plan spool exists only while the run executes")
-        return self._spool
 
     def before_run(self, session: Session) -> None:
         """The guard's base from the last full read, and where the capped sweep goes on."""
@@ -191,13 +183,9 @@ class ProgressRun(KindRun):
         self.sweep_after = str(row.value or "") if row is not None else ""
 
     def release(self) -> None:
-        """Close the per-user reader's clients and the spool."""
-        try:
-            if self._reader is not None:
-                self._reader.close()
-        finally:
-            if self._spool is not None:
-                self._spool.close()
+        """Close the per-user reader's clients."""
+        if self._reader is not None:
+            self._reader.close()
 
     def final_counts(self) -> dict[str, int]:
         """The engine's counts, plus ``meeting_records`` after an applied full read."""
@@ -211,7 +199,7 @@ class ProgressRun(KindRun):
     def plan(self, cursor: dt.datetime | None, run_start: dt.datetime) -> None:
         """Read matches, completions and meeting records; spool the plan."""
         moodle = self.ctx.moodle
-        self._spool = PlanSpool(ProgressCodec())
+        self.open_spool(PlanSpool(ProgressCodec()))
         self.courses = resolve_courses(moodle, self.rules)
         self.plugin = has_plugin(moodle.site_info())
         self._reader = PerUserReader(moodle, self.courses, self.programme.completion_concurrency)
