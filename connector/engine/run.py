@@ -26,6 +26,9 @@ The engine owns the rest, once for every kind:
   failed, capped at the run's start (the kind reads with a look-back overlap), never in ids
   mode, never after a dry run or a stop;
 - the dry run: planned, guarded, reported, nothing applied, no cursor, no failure rows;
+- the guard's base: the figure a kind's applied full reads record with their counts
+  (:attr:`KindRun.full_read_count`), read back by the runs after them as
+  :attr:`KindRun.full_read_base`;
 - the Salesforce API budget check before anything is written;
 - the failed-records ledger: failures recorded with code and stage (data errors wait for their
   source record to change instead of being retried on a timer), cleared when a record that
@@ -86,6 +89,10 @@ class KindRun(ABC, Generic[SpoolT]):
     #: Counters whose records are also counted in ``failed`` (conflicts, rejections): the
     #: summary says them once, and ``other_failures`` counts the failures not among them.
     failure_counters: ClassVar[tuple[str, ...]] = ()
+    #: A figure every applied full read records with its counts (members: ``linked_active``),
+    #: read back at the start of the next runs as :attr:`full_read_base`, the guard's base for
+    #: runs that read less than everything; None for no such figure.
+    full_read_count: ClassVar[str | None] = None
 
     def __init__(
         self, ctx: Context, request: SyncRequest, progress: ProgressHook | None = None
@@ -103,6 +110,8 @@ class KindRun(ABC, Generic[SpoolT]):
         self._done = 0
         self._total: int | None = None
         self._spool: SpoolT | None = None
+        # The figure ``full_read_count`` as the last applied full read recorded it.
+        self.full_read_base: int | None = None
 
     # --- what a kind supplies -----------------------------------------------------------
 
@@ -152,13 +161,20 @@ class KindRun(ABC, Generic[SpoolT]):
             raise RuntimeError("the plan spool exists only while the run executes")
         return self._spool
 
+    def full_read_figure(self) -> int:
+        """The figure named by :attr:`full_read_count`, as this run counted it (optional)."""
+        return 0
+
     def final_counts(self) -> dict[str, int]:
-        """The counts stored with the run and returned (non-zero ones, ``failed`` always)."""
+        """The counts stored with the run and returned (non-zero ones, ``failed`` always),
+        with the :attr:`full_read_count` figure after an applied full read."""
         counts = {k: v for k, v in self.counts.items() if v}
         counts.setdefault("failed", 0)
         other = counts["failed"] - sum(counts.get(k, 0) for k in self.failure_counters)
         if self.failure_counters and other > 0:
             counts["other_failures"] = other
+        if self.full_read_count and self.full_scan and not self.request.dry_run:
+            counts[self.full_read_count] = self.full_read_figure()
         return counts
 
     # --- the run ------------------------------------------------------------------------
@@ -183,6 +199,10 @@ class KindRun(ABC, Generic[SpoolT]):
             run_id = bookkeeping.start_run(session, self.kind, request.mode, request.dry_run).id
             cursor = bookkeeping.get_cursor(session, self.cursor_name) if self.cursor_name else None
             self.failed_before = bookkeeping.failed_ids(session, self.kind)
+            if self.full_read_count:
+                self.full_read_base = bookkeeping.last_full_read_count(
+                    session, self.kind, self.full_read_count
+                )
             self.before_run(session)
         log.info("%s run %d: mode=%s dry_run=%s", self.kind, run_id, request.mode, request.dry_run)
         result = RunResult(kind=self.kind, run_id=run_id)

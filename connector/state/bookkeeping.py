@@ -74,6 +74,24 @@ def close_abandoned_runs(session: Session, kind: str) -> list[int]:
     return [run.id for run in rows]
 
 
+def last_full_read_count(session: Session, kind: str, name: str) -> int | None:
+    """The count ``name`` as the newest applied run of ``kind`` that recorded it had it.
+
+    Full reads record such a figure (``linked_active``); the runs after them take it as the
+    mass-change guard's base. Only the last 50 applied runs are looked at.
+    """
+    runs = session.scalars(
+        select(Run)
+        .where(Run.kind == kind, Run.status.in_(("ok", "failed_records")))
+        .order_by(Run.id.desc())
+        .limit(50)
+    )
+    for run in runs:
+        if run.counts and name in run.counts:
+            return int(run.counts[name])
+    return None
+
+
 def failed_ids(session: Session, kind: str) -> set[str]:
     """Record ids of ``kind`` with a failure row."""
     return set(session.scalars(select(FailedRecord.record_id).where(FailedRecord.kind == kind)))

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner
@@ -334,3 +334,31 @@ def test_the_engine_closes_the_spool_however_the_run_ends(
         run(notes, mode="full")
     assert during == [1, 1]  # the plan was on disk while each run applied it...
     assert list(temp.iterdir()) == []  # ...and is gone after every run
+
+
+class CountingNotesRun(NotesRun):
+    """Notes that record how many a full read saw, as the guard's base for later runs."""
+
+    full_read_count = "notes_read"
+    bases: ClassVar[list[int | None]] = []
+
+    def plan(self, cursor: dt.datetime | None, run_start: dt.datetime) -> None:
+        self.full_scan = cursor is None
+        CountingNotesRun.bases.append(self.full_read_base)
+        super().plan(cursor, run_start)
+
+    def full_read_figure(self) -> int:
+        return len(WORLD.source)
+
+
+def test_a_full_read_figure_is_recorded_and_read_back_by_the_next_runs(notes: Context) -> None:
+    CountingNotesRun.bases = []
+    WORLD.source = {rid(1): ("a", T0), rid(2): ("b", T0)}
+    first = CountingNotesRun(notes, SyncRequest()).execute()
+    assert first.counts == {"set": 2, "failed": 0, "notes_read": 2}
+    WORLD.source[rid(3)] = ("c", dt.datetime.now(dt.UTC) + dt.timedelta(days=1))  # after the cursor
+    dry = CountingNotesRun(notes, SyncRequest(mode="full", dry_run=True)).execute()
+    assert "notes_read" not in dry.counts  # a dry run applied nothing: it records no base
+    second = CountingNotesRun(notes, SyncRequest()).execute()
+    assert second.counts == {"set": 1, "failed": 0}  # incremental: no full read, no figure
+    assert CountingNotesRun.bases == [None, 2, 2]

@@ -47,9 +47,6 @@ import datetime as dt
 import logging
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from connector.context import Context
 from connector.engine.guard import mass_change
 from connector.engine.kind import ProgressHook, SyncRequest
@@ -83,7 +80,7 @@ from connector.kinds.members.read import MemberSource
 from connector.kinds.members.spool import MemberPlanSpool
 from connector.kinds.members.writeback import WRITEBACK_STAGE, read_values
 from connector.kinds.members.writeback import writeback_record as build_writeback
-from connector.state.database import Run, utcnow
+from connector.state.database import utcnow
 from mappings.fieldmap import FieldMap, load_field_map
 from mappings.members import Account, ContactMapper, MappingRejected
 
@@ -111,6 +108,8 @@ class MembersRun(MemberSource, KindRun[MemberPlanSpool]):
     kind = KIND
     cursor_name = CURSOR
     failure_counters = ("conflicts", "rejected")
+    # Linked active accounts: the guard's denominator when a run reads less than everything.
+    full_read_count = "linked_active"
 
     def __init__(
         self, ctx: Context, request: SyncRequest, progress: ProgressHook | None = None
@@ -141,16 +140,11 @@ class MembersRun(MemberSource, KindRun[MemberPlanSpool]):
         self.repoint: dict[str, tuple[Account, str]] = {}
         self.in_scope_read = 0
         self.linked_active = 0
-        self.last_linked: int | None = None
         self._now = utcnow()
         self._writeback: WritebackBuffer | None = None
         self._applier: MoodleApplier | None = None
 
     # --- what the engine asks for -------------------------------------------------------------
-
-    def before_run(self, session: Session) -> None:
-        """Read the guard's base from the last full read."""
-        self.last_linked = _last_linked_active(session)
 
     def release(self) -> None:
         """Close the lookup threads, the applier and the write-back thread."""
@@ -160,12 +154,9 @@ class MembersRun(MemberSource, KindRun[MemberPlanSpool]):
         if self._writeback is not None:
             self._writeback.close()
 
-    def final_counts(self) -> dict[str, int]:
-        """The engine's counts, plus ``linked_active`` after an applied full read."""
-        counts = super().final_counts()
-        if self.full_scan and not self.request.dry_run:
-            counts["linked_active"] = self.linked_active
-        return counts
+    def full_read_figure(self) -> int:
+        """Linked active accounts, as this run counted them."""
+        return self.linked_active
 
     # --- reading and planning -----------------------------------------------------------------
 
@@ -312,7 +303,7 @@ class MembersRun(MemberSource, KindRun[MemberPlanSpool]):
 
     def guard(self) -> str:
         """Why the plan must not be applied without --allow-mass-change, or ""."""
-        last_linked = self.last_linked
+        last_linked = self.full_read_base
         if self.full_scan and self.in_scope_read == 0:
             return "source_empty: no Contact is in scope; check the field map and Salesforce"
         suspensions = self.spool.suspensions
@@ -439,17 +430,3 @@ def _linked_delta(action: Any) -> int:
     if action.kind == SUSPEND and action.writeback is not None:
         return -1
     return 0
-
-
-def _last_linked_active(session: Any) -> int | None:
-    """Linked active accounts counted by the last full read (the guard's denominator)."""
-    runs = session.scalars(
-        select(Run)
-        .where(Run.kind == KIND, Run.status.in_(("ok", "failed_records")))
-        .order_by(Run.id.desc())
-        .limit(50)
-    )
-    for run in runs:
-        if run.counts and "linked_active" in run.counts:
-            return int(run.counts["linked_active"])
-    return None

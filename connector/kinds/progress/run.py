@@ -40,7 +40,6 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connector.clients.moodle.site import has_plugin
@@ -70,7 +69,7 @@ from connector.kinds.progress.read import (
     resolve_courses,
 )
 from connector.kinds.progress.rules import ProgrammeRules
-from connector.state.database import KeyValue, Run, utcnow
+from connector.state.database import KeyValue, utcnow
 from mappings.fieldmap import load_field_map
 from mappings.pairs import load_pairs_field_map
 from mappings.progress import load_progress_map
@@ -141,6 +140,8 @@ class ProgressRun(KindRun[PlanSpool[ProgressAction]]):
 
     kind = KIND
     cursor_name = CURSOR
+    # Meeting records read: the guard's base when a run reads less than everything.
+    full_read_count = "meeting_records"
 
     def __init__(
         self,
@@ -170,15 +171,13 @@ class ProgressRun(KindRun[PlanSpool[ProgressAction]]):
         self.courses: Courses | None = None
         self.plugin = False
         self.meetings_read = 0
-        self.last_meetings: int | None = None
         self.sweep_after = ""
         self.next_sweep: str | None = None
         self._reader: PerUserReader | None = None
         self._failed_matches: set[str] = set()
 
     def before_run(self, session: Session) -> None:
-        """The guard's base from the last full read, and where the capped sweep goes on."""
-        self.last_meetings = _last_meeting_records(session)
+        """Where the capped sweep goes on."""
         row = session.get(KeyValue, KV_SWEEP)
         self.sweep_after = str(row.value or "") if row is not None else ""
 
@@ -187,12 +186,9 @@ class ProgressRun(KindRun[PlanSpool[ProgressAction]]):
         if self._reader is not None:
             self._reader.close()
 
-    def final_counts(self) -> dict[str, int]:
-        """The engine's counts, plus ``meeting_records`` after an applied full read."""
-        counts = super().final_counts()
-        if self.full_scan and not self.request.dry_run:
-            counts["meeting_records"] = self.meetings_read
-        return counts
+    def full_read_figure(self) -> int:
+        """Meeting records read, as this run counted them."""
+        return self.meetings_read
 
     # --- reading and planning -----------------------------------------------------------
 
@@ -338,7 +334,7 @@ class ProgressRun(KindRun[PlanSpool[ProgressAction]]):
         at most :data:`GUARD_FLOOR` deletions always go through."""
         base = self.meetings_read
         if not self.full_scan:
-            base = max(base, self.last_meetings or 0)
+            base = max(base, self.full_read_base or 0)
         return mass_change(
             "delete",
             self.spool.destructive,
@@ -446,17 +442,3 @@ def _put(session: Session, key: str, value: Any) -> None:
     else:
         row.value = value
         row.updated_at = utcnow()
-
-
-def _last_meeting_records(session: Session) -> int | None:
-    """Meeting records counted by the last applied full read (the guard's base)."""
-    runs = session.scalars(
-        select(Run)
-        .where(Run.kind == KIND, Run.status.in_(("ok", "failed_records")))
-        .order_by(Run.id.desc())
-        .limit(50)
-    )
-    for run in runs:
-        if run.counts and "meeting_records" in run.counts:
-            return int(run.counts["meeting_records"])
-    return None
