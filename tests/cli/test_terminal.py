@@ -7,6 +7,7 @@ an administrator's terminal is.
 from __future__ import annotations
 
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -19,6 +20,13 @@ ROOT = Path(__file__).resolve().parents[2]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 
 
+def _as_on_a_terminal() -> None:
+    # A terminal's foreground program gets Ctrl-C. A runner that started these tests in the
+    # background of a non-interactive shell may have left SIGINT ignored, and an ignored signal
+    # stays ignored across exec: put back the default, as a login shell would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn(args: list[str], *, columns: int = 100, timeout: float = 30) -> pexpect.spawn:
     env = {
         "PATH": "/usr/bin:/bin", "TERM": "xterm-256color", "LANG": "C.UTF-8",
@@ -26,7 +34,7 @@ def spawn(args: list[str], *, columns: int = 100, timeout: float = 30) -> pexpec
     }
     return pexpect.spawn(
         sys.executable, args, cwd=str(ROOT), env=env, dimensions=(40, columns),
-        timeout=timeout, encoding="utf-8", codec_errors="replace",
+        timeout=timeout, encoding="utf-8", codec_errors="replace", preexec_fn=_as_on_a_terminal,
     )
 
 
