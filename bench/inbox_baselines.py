@@ -182,15 +182,9 @@ def _group_v2_insert_new(conn: Connection, rows: Sequence[Notice]) -> set[str]:
     return {row[0] for row in result}
 
 
-def _group_v3_insert_new(conn: Connection, rows: Sequence[Notice]) -> set[str]:
-    """``group-v3``: the lookup statement on the driver's cursor (replaces ``_insert_new``)."""
-    name = conn.dialect.name
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(_LOOKUP_INSERT[name], inbox.insert_params(name, rows))
-        return {row[0] for row in cursor.fetchall()}
-    finally:
-        cursor.close()
+def _lookup_statement(dialect: str) -> str:
+    """``group-v3``: the lookup statement, run by the shipped ``_insert_new`` on its cursor."""
+    return _LOOKUP_INSERT[dialect]
 
 
 def prepare_database(mode: str, database_url: str) -> None:
@@ -226,7 +220,7 @@ def install(mode: str) -> None:
     elif mode == "group-v2":
         inbox._insert_new = _group_v2_insert_new  # type: ignore[assignment]
     elif mode == "group-v3":
-        inbox._insert_new = _group_v3_insert_new  # type: ignore[assignment]
+        inbox.insert_statement = _lookup_statement  # type: ignore[assignment]
     elif mode == NO_STORE:
         import webhooks.outbound
 
