@@ -171,7 +171,7 @@ def _store(notices: list[inbox.Notice], what: str) -> Response:
     rt = runtime()
     try:
         stored = inbox.store(rt.db, notices)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, inbox.StoreTimeout) as exc:
         log.error("inbox write failed, %s not accepted: %s", what, type(exc).__name__)
         response = _error(503, "unavailable", "cannot store the event now; retry later")
         response.headers["Retry-After"] = "30"

@@ -255,7 +255,7 @@ def receive(secret: str | None) -> Response:
             )
     try:
         stored = inbox.store(rt.db, notices)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, inbox.StoreTimeout) as exc:
         # Not acknowledged, so Salesforce delivers it again later.
         log.error("inbox write failed, outbound message not acknowledged: %s", type(exc).__name__)
         return _refuse(

@@ -44,7 +44,7 @@ from pathlib import Path
 from sqlalchemy import Connection
 
 from connector.state.database import StateDB
-from connector.state.inbox import Notice, StoreResult, store_batch
+from connector.state.inbox import Notice, StoreResult, StoreTimeout, store_batch
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,6 @@ MAX_BATCH_NOTICES = 2000
 IDLE_SECONDS = 5.0
 # A request gives up waiting after this long (the writer is stuck: the database hangs).
 WAIT_SECONDS = 60.0
-
-
-class WriterTimeout(RuntimeError):
-    """The inbox writer did not answer in time; the delivery may or may not be stored."""
 
 
 @dataclass
@@ -106,7 +102,7 @@ class InboxWriter:
         try:
             return future.result(timeout=WAIT_SECONDS)
         except TimeoutError:
-            raise WriterTimeout("the inbox writer did not answer in time") from None
+            raise StoreTimeout(f"the inbox writer did not answer in {WAIT_SECONDS:g} s") from None
 
     def _take(self, batch: list[_Item] | None = None) -> list[_Item] | None:
         """The next batch (waiting for one), or None when idle long enough to end the thread.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import sqlalchemy.exc
 from flask.testing import FlaskClient
 from sqlalchemy import event, select
 
+from connector.state import inbox_writer
 from connector.state.database import InboxEvent
+from tests.serving import wait_for
 from tests.webhooks.fakes import MOODLE_KEY, SF_KEY, FakeKinds, queued, section_overrides, sf_id
 from webhooks import create_app
 from webhooks.runtime import Runtime
@@ -178,6 +181,25 @@ def test_database_failure_is_503(client: FlaskClient, rt: Runtime) -> None:
     assert rows(rt) == []
     # The sender retries with the same webhook-id: stored now.
     assert signed_post(client, SF_URL, PAYLOAD).get_json() == {"stored": 2, "duplicates": 0}
+
+
+def test_a_writer_that_does_not_answer_in_time_is_503(
+    client: FlaskClient, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    real = inbox_writer.store_batch
+
+    def hanging(conn, batch):  # type: ignore[no-untyped-def]
+        assert release.wait(30)
+        return real(conn, batch)
+
+    monkeypatch.setattr(inbox_writer, "store_batch", hanging)
+    monkeypatch.setattr(inbox_writer, "WAIT_SECONDS", 0.5)
+    response = signed_post(client, SF_URL, PAYLOAD)
+    release.set()
+    assert (response.status_code, response.headers["Retry-After"]) == (503, "30")
+    assert response.get_json()["error"] == "unavailable"
+    wait_for(lambda: len(rows(rt)) == 2, "the late batch to commit")  # stored after all
 
 
 MOODLE_EVENT = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ from sqlalchemy import event, func, select, text
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 import connector.registry
+from connector.state import inbox_writer
 from connector.state.database import InboxEvent
+from tests.serving import wait_for
 from tests.webhooks.fakes import (
     ORG_ID,
     FakeKind,
@@ -334,6 +337,37 @@ def test_database_failure_is_503_without_ack(client: FlaskClient, rt: Runtime) -
     assert inbox_rows(rt) == []
     assert queued(rt) == []
     # Salesforce retries; now the database is back.
+    assert post(client, CONTACT).data == ACK
+    assert len(inbox_rows(rt)) == 2
+
+
+def test_a_writer_that_does_not_answer_in_time_is_503_and_the_redelivery_a_duplicate(
+    client: FlaskClient,
+    rt: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The database hangs: the delivery's batch does not come back within the writer's wait.
+    held, release = threading.Event(), threading.Event()
+    real = inbox_writer.store_batch
+
+    def hanging(conn, batch):  # type: ignore[no-untyped-def]
+        if not held.is_set():
+            held.set()
+            assert release.wait(30)
+        return real(conn, batch)
+
+    monkeypatch.setattr(inbox_writer, "store_batch", hanging)
+    monkeypatch.setattr(inbox_writer, "WAIT_SECONDS", 0.5)
+    response = post(client, CONTACT)
+    assert_fault(response, 503, "retry later", code="soapenv:Server")
+    assert response.headers["Retry-After"] == "30"
+    assert "inbox write failed, outbound message not acknowledged: StoreTimeout" in caplog.text
+    assert "unhandled" not in caplog.text
+    # The database comes back and the batch commits after all...
+    release.set()
+    wait_for(lambda: len(inbox_rows(rt)) == 2, "the late batch to commit")
+    # ...so Salesforce's redelivery is acknowledged as a duplicate, stored once.
     assert post(client, CONTACT).data == ACK
     assert len(inbox_rows(rt)) == 2
 
