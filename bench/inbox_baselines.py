@@ -11,8 +11,11 @@ in one run, on one machine, under one load.
   looked each change up (NOT EXISTS), sent through SQLAlchemy (``Connection.exec_driver_sql``).
 - ``group-v3``: that statement on the driver's cursor (the inbox before migration 0003 made the
   same-change check a unique index, ``ux_inbox_change``, and the statement a plain insert).
+- ``group-v4``: the plain insert as 0003 shipped it, on PostgreSQL with the batch as six column
+  arrays (``unnest``) sent through psycopg's cursor. (On SQLite it is ``group``.) The inbox
+  before the batch became one JSON parameter run with libpq's prepared-statement call.
 
-Every one of them ran on the schema before migration 0003 (a plain index over record and
+The first four ran on the schema before migration 0003 (a plain index over record and
 SystemModstamp, which their lookups use): :func:`prepare_database` puts it back, and
 :func:`install` swaps the mode's code into the server process.
 
@@ -34,7 +37,7 @@ from connector.state import inbox
 from connector.state.database import InboxEvent, StateDB, utcnow
 from connector.state.inbox import Notice, StoreResult
 
-MODES = ("one-by-one", "group-v1", "group-v2", "group-v3", "group")
+MODES = ("one-by-one", "group-v1", "group-v2", "group-v3", "group-v4", "group")
 # Not a way of writing the inbox, and not measured unless asked for: the endpoint storing nothing.
 NO_STORE = "no-store"
 # The inbox's index, and its statement, before migration 0003.
@@ -69,6 +72,17 @@ ON CONFLICT (dedup_key) DO NOTHING
 RETURNING dedup_key
 """,
 }
+# group-v4 on PostgreSQL: the batch as column arrays, on psycopg's cursor.
+_ARRAYS_INSERT = """
+INSERT INTO inbox
+    (dedup_key, source, kind, object, record_id, modstamp, received_at, status, attempts)
+SELECT n.dedup_key, n.source, n.kind, n.object, n.record_id, n.modstamp, %s, 'pending', 0
+FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[],
+            %s::varchar[]) AS n(dedup_key, source, kind, object, record_id, modstamp)
+ORDER BY n.dedup_key
+ON CONFLICT DO NOTHING
+RETURNING dedup_key
+"""
 _CHUNK = 500
 _EXISTING = select(InboxEvent.dedup_key, InboxEvent.record_id, InboxEvent.modstamp).where(
     or_(
@@ -175,21 +189,46 @@ def _group_v1_transaction(
     return results
 
 
+def _arrays_params(dialect: str, rows: Sequence[Notice]) -> tuple[object, ...]:
+    """The parameters of the statements before ``group``: column arrays on PostgreSQL."""
+    if dialect == "sqlite":
+        return inbox.insert_params(rows)
+    return (
+        utcnow().replace(tzinfo=None),
+        [n.dedup_key for n in rows],
+        [n.source for n in rows],
+        [n.kind for n in rows],
+        [n.object for n in rows],
+        [n.record_id for n in rows],
+        [n.modstamp for n in rows],
+    )
+
+
 def _group_v2_insert_new(conn: Connection, rows: Sequence[Notice]) -> set[str]:
     """``group-v2``: the lookup statement through SQLAlchemy (replaces ``inbox._insert_new``)."""
     name = conn.dialect.name
-    result = conn.exec_driver_sql(_LOOKUP_INSERT[name], inbox.insert_params(name, rows))
+    result = conn.exec_driver_sql(_LOOKUP_INSERT[name], _arrays_params(name, rows))
     return {row[0] for row in result}
 
 
-def _lookup_statement(dialect: str) -> str:
-    """``group-v3``: the lookup statement, run by the shipped ``_insert_new`` on its cursor."""
-    return _LOOKUP_INSERT[dialect]
+def _cursor_insert_new(statements: dict[str, str]) -> Any:
+    """An ``inbox._insert_new`` that runs ``statements[dialect]`` on the driver's cursor."""
+
+    def insert_new(conn: Connection, rows: Sequence[Notice]) -> set[str]:
+        name = conn.dialect.name
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(statements[name], _arrays_params(name, rows))
+            return {row[0] for row in cursor.fetchall()}
+        finally:
+            cursor.close()
+
+    return insert_new
 
 
 def prepare_database(mode: str, database_url: str) -> None:
     """Give the baselines the schema they ran on (``group``, today's, is left as it is)."""
-    if mode in ("group", NO_STORE):
+    if mode in ("group", "group-v4", NO_STORE):
         return
     db = StateDB(database_url)
     try:
@@ -220,7 +259,10 @@ def install(mode: str) -> None:
     elif mode == "group-v2":
         inbox._insert_new = _group_v2_insert_new  # type: ignore[assignment]
     elif mode == "group-v3":
-        inbox.insert_statement = _lookup_statement  # type: ignore[assignment]
+        inbox._insert_new = _cursor_insert_new(_LOOKUP_INSERT)  # type: ignore[assignment]
+    elif mode == "group-v4":
+        statements = {"sqlite": inbox.insert_statement("sqlite"), "postgresql": _ARRAYS_INSERT}
+        inbox._insert_new = _cursor_insert_new(statements)  # type: ignore[assignment]
     elif mode == NO_STORE:
         import webhooks.outbound
 

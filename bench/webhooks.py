@@ -13,8 +13,10 @@ delivery, committed by the request's thread: the inbox before group commit), ``g
 first group commit: a writer thread per process batching concurrent deliveries, each batch a
 SELECT + INSERT transaction through SQLAlchemy), ``group-v2`` (each batch one INSERT ... ON CONFLICT
 DO NOTHING RETURNING that looks each change up, in autocommit on PostgreSQL, sent through
-SQLAlchemy), ``group-v3`` (that statement on the driver's own cursor) and ``group`` (the inbox as
-shipped: a plain insert on the driver's cursor, the unique indexes deciding what is new; see
+SQLAlchemy), ``group-v3`` (that statement on the driver's own cursor), ``group-v4`` (a plain
+insert, the unique indexes deciding what is new, on PostgreSQL as column arrays through psycopg's
+cursor) and ``group`` (the inbox as shipped: the plain insert with the batch as one JSON
+parameter, on PostgreSQL run with libpq's prepared-statement call; see
 ``connector/state/inbox_writer.py``). Each server reports its writer's batches, lock waits
 and transaction time, and where the CPU went per request (``bench/cputime.py``): the web
 processes, the database server (PostgreSQL), the load generator, and the rest of the machine

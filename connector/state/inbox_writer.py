@@ -14,8 +14,9 @@ before its batch is committed, and a failed batch fails every request in it (eac
 the sender delivers again).
 
 A batch is ONE SQL statement (:func:`connector.state.inbox.store_batch`: an INSERT ... SELECT over
-the batch as one parameter, ON CONFLICT DO NOTHING RETURNING), sent as written on the driver's
-cursor (on PostgreSQL its rows go in in key order, so writers of two processes never deadlock). On
+the batch as one parameter, ON CONFLICT DO NOTHING RETURNING), sent as written below SQLAlchemy
+(on PostgreSQL with libpq's prepared-statement call; its rows go in in key order, so writers of
+two processes never deadlock). On
 PostgreSQL the writer's connection is in autocommit, so the statement is its own transaction: one
 round trip and one WAL flush per batch (before: BEGIN + SELECT, INSERT, COMMIT, three round trips
 with the server, gunicorn and the load generator sharing two cores). Writers of several processes

@@ -97,20 +97,26 @@ def test_one_change_is_unique_and_the_insert_reads_nothing_from_the_table(db: St
     # The statement's plan must not depend on the table's size: it scans no part of it (a plan
     # that looked changes up went on hashing the whole inbox once PostgreSQL had cached it).
     name = db.engine.dialect.name
-    params = inbox.insert_params(name, [notice(1)])
+    params = inbox.insert_params([notice(1)])
     with db.engine.connect() as conn:
         driver = conn.connection.driver_connection
         assert driver is not None
-        cursor = driver.cursor()
-        explain = "EXPLAIN QUERY PLAN " if name == "sqlite" else "EXPLAIN "
-        cursor.execute(explain + inbox.insert_statement(name), params)
-        plan = [str(row[-1]) for row in cursor.fetchall()]
-        cursor.close()
+        if name == "sqlite":
+            cursor = driver.cursor()
+            cursor.execute("EXPLAIN QUERY PLAN " + inbox.insert_statement(name), params)
+            plan = [str(row[-1]) for row in cursor.fetchall()]
+            cursor.close()
+        else:  # with libpq's call and placeholders, as the inbox runs it
+            result = driver.pgconn.exec_params(
+                ("EXPLAIN " + inbox.insert_statement(name)).encode(), [p.encode() for p in params]
+            )
+            plan = [str(result.get_value(row, 0), "utf-8") for row in range(result.ntuples)]
     if name == "sqlite":
         assert plan == ["SCAN n VIRTUAL TABLE INDEX 1:"]  # json_each(): the batch itself
     else:
         scans = [line.split("(cost")[0].strip(" ->") for line in plan if "Scan" in line]
-        assert scans == ['Subquery Scan on "*SELECT*"', "Function Scan on n"]  # unnest()
+        # the batch itself
+        assert scans == ['Subquery Scan on "*SELECT*"', "Function Scan on jsonb_array_elements n"]
 
 
 def test_a_change_without_a_modstamp_is_told_apart_by_its_key_only(db: StateDB) -> None:
@@ -287,3 +293,24 @@ def test_a_failed_batch_fails_every_delivery_in_it_and_stores_none(db: StateDB) 
                                                     db.engine.dialect.name else "")))
     # The writer reconnects: the redelivery is stored in full.
     assert inbox.store(db, [notice(1), notice(2)]).stored == 2
+
+
+def test_a_writer_whose_connection_was_cut_fails_that_batch_then_connects_anew(
+    db: StateDB,
+) -> None:
+    assert inbox.store(db, [notice(1)]).stored == 1
+    writer = inbox_writer.writer_for(db)
+    assert writer._conn is not None
+    driver = writer._conn.connection.driver_connection
+    if db.engine.dialect.name == "sqlite":
+        driver.close()  # type: ignore[union-attr]
+    else:  # as a server restart or an idle-session timeout would
+        with db.engine.connect() as admin:
+            pid = driver.info.backend_pid  # type: ignore[union-attr]
+            cut = admin.execute(text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid})
+            assert cut.scalar() is True
+    with pytest.raises(SQLAlchemyError):
+        inbox.store(db, [notice(2)])
+    # A new connection, on which PostgreSQL's statement is prepared again.
+    assert inbox.store(db, [notice(2)]).stored == 1
+    assert count(db) == 2
