@@ -16,11 +16,11 @@ the sender delivers again).
 A batch is ONE SQL statement (:func:`connector.state.inbox.store_batch`: an INSERT ... SELECT over
 the batch as one parameter, ON CONFLICT DO NOTHING RETURNING), sent as written below SQLAlchemy
 (on PostgreSQL with libpq's prepared-statement call; its rows go in in key order, so writers of
-two processes never deadlock). On
-PostgreSQL the writer's connection is in autocommit, so the statement is its own transaction: one
-round trip and one WAL flush per batch (before: BEGIN + SELECT, INSERT, COMMIT, three round trips
-with the server, gunicorn and the load generator sharing two cores). Writers of several processes
-need no coordination there: the unique key decides.
+two processes never deadlock). On PostgreSQL the writer's connection is in autocommit, so the
+statement is its own transaction: one round trip and one WAL flush per batch (before: BEGIN +
+SELECT, INSERT, COMMIT, three round trips with the server, gunicorn and the load generator
+sharing two cores). Writers of several processes need no coordination there: the unique key
+decides.
 
 On SQLite the statement runs between ``BEGIN IMMEDIATE`` and ``COMMIT``: the write lock is taken
 first, so the transaction never has to be retried for a lock it could not upgrade. Between
