@@ -15,7 +15,7 @@ from connector.state import inbox, inbox_writer
 from connector.state.database import InboxEvent, StateDB, utcnow
 from tests.backends import Backend
 from tests.serving import wait_for
-from tests.webhooks.fakes import make_settings, sf_id
+from tests.webhooks.fakes import hold_first_batch, make_settings, sf_id
 
 # The inbox lives in the state database: run over SQLite and PostgreSQL (the queue is not used).
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
@@ -153,16 +153,7 @@ def test_deliveries_waiting_for_a_commit_share_the_next_transaction(
     db: StateDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writer = inbox_writer.writer_for(db)
-    first_batch, release = threading.Event(), threading.Event()
-    real = inbox_writer.store_batch
-
-    def slow_first(conn, batch):  # type: ignore[no-untyped-def]
-        if not first_batch.is_set():
-            first_batch.set()
-            assert release.wait(10)
-        return real(conn, batch)
-
-    monkeypatch.setattr(inbox_writer, "store_batch", slow_first)
+    first_batch, release = hold_first_batch(monkeypatch)
     results: list[inbox.StoreResult] = []
     threads = [
         threading.Thread(target=lambda n=n: results.append(inbox.store(db, [notice(n)])))

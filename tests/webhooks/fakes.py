@@ -123,6 +123,27 @@ def outbound_message(
     ).encode()
 
 
+def hold_first_batch(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make the inbox writer's first batch wait for ``release`` before it is stored.
+
+    Returns ``(held, release)``: ``held`` is set once the first batch is waiting (a database that
+    hangs, or a commit slow enough for other deliveries to queue up behind it).
+    """
+    from connector.state import inbox_writer
+
+    held, release = threading.Event(), threading.Event()
+    real = inbox_writer.store_batch
+
+    def first_waits(conn, batch):  # type: ignore[no-untyped-def]
+        if not held.is_set():
+            held.set()
+            assert release.wait(30)
+        return real(conn, batch)
+
+    monkeypatch.setattr(inbox_writer, "store_batch", first_waits)
+    return held, release
+
+
 def sf_id(prefix: str, n: int) -> str:
     """An 18-character Id-shaped string (prefix + zero-padded number)."""
     return f"{prefix}{n:0{18 - len(prefix)}d}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -15,7 +14,15 @@ from sqlalchemy import event, select
 from connector.state import inbox_writer
 from connector.state.database import InboxEvent
 from tests.serving import wait_for
-from tests.webhooks.fakes import MOODLE_KEY, SF_KEY, FakeKinds, queued, section_overrides, sf_id
+from tests.webhooks.fakes import (
+    MOODLE_KEY,
+    SF_KEY,
+    FakeKinds,
+    hold_first_batch,
+    queued,
+    section_overrides,
+    sf_id,
+)
 from webhooks import create_app
 from webhooks.runtime import Runtime
 from webhooks.signing import sign
@@ -186,14 +193,7 @@ def test_database_failure_is_503(client: FlaskClient, rt: Runtime) -> None:
 def test_a_writer_that_does_not_answer_in_time_is_503(
     client: FlaskClient, rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    release = threading.Event()
-    real = inbox_writer.store_batch
-
-    def hanging(conn, batch):  # type: ignore[no-untyped-def]
-        assert release.wait(30)
-        return real(conn, batch)
-
-    monkeypatch.setattr(inbox_writer, "store_batch", hanging)
+    _, release = hold_first_batch(monkeypatch)
     monkeypatch.setattr(inbox_writer, "WAIT_SECONDS", 0.5)
     response = signed_post(client, SF_URL, PAYLOAD)
     release.set()

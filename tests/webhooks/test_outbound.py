@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import threading
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from tests.webhooks.fakes import (
     FakeKind,
     FakeKinds,
     fixture_bytes,
+    hold_first_batch,
     outbound_message,
     queued,
     section_overrides,
@@ -348,16 +348,7 @@ def test_a_writer_that_does_not_answer_in_time_is_503_and_the_redelivery_a_dupli
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # The database hangs: the delivery's batch does not come back within the writer's wait.
-    held, release = threading.Event(), threading.Event()
-    real = inbox_writer.store_batch
-
-    def hanging(conn, batch):  # type: ignore[no-untyped-def]
-        if not held.is_set():
-            held.set()
-            assert release.wait(30)
-        return real(conn, batch)
-
-    monkeypatch.setattr(inbox_writer, "store_batch", hanging)
+    _, release = hold_first_batch(monkeypatch)
     monkeypatch.setattr(inbox_writer, "WAIT_SECONDS", 0.5)
     response = post(client, CONTACT)
     assert_fault(response, 503, "retry later", code="soapenv:Server")
