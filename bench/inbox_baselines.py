@@ -12,8 +12,11 @@ in one run, on one machine, under one load.
 - ``group-v3``: that statement on the driver's cursor (the inbox before migration 0003 made the
   same-change check a unique index, ``ux_inbox_change``, and the statement a plain insert).
 - ``group-v4``: the plain insert as 0003 shipped it, on PostgreSQL with the batch as six column
-  arrays (``unnest``) sent through psycopg's cursor. (On SQLite it is ``group``.) The inbox
+  arrays (``unnest``) sent through psycopg's cursor. (On SQLite it is ``group-v5``.) The inbox
   before the batch became one JSON parameter run with libpq's prepared-statement call.
+- ``group-v5``: today's statement, written by a writer thread of each process
+  (``bench/thread_writer.py``), which every mode before it also ran on. The inbox before the
+  first request in line wrote its batch itself.
 
 The first four ran on the schema before migration 0003 (a plain index over record and
 SystemModstamp, which their lookups use): :func:`prepare_database` puts it back, and
@@ -37,7 +40,7 @@ from connector.state import inbox
 from connector.state.database import InboxEvent, StateDB, utcnow
 from connector.state.inbox import Notice, StoreResult
 
-MODES = ("one-by-one", "group-v1", "group-v2", "group-v3", "group-v4", "group")
+MODES = ("one-by-one", "group-v1", "group-v2", "group-v3", "group-v4", "group-v5", "group")
 # Not a way of writing the inbox, and not measured unless asked for: the endpoint storing nothing.
 NO_STORE = "no-store"
 # The inbox's index, and its statement, before migration 0003.
@@ -252,10 +255,14 @@ def install(mode: str) -> None:
         webhooks.outbound.inbox = types.SimpleNamespace(  # type: ignore[attr-defined]
             Notice=inbox.Notice, store=store_one_by_one
         )
-    elif mode == "group-v1":
-        from connector.state.inbox_writer import InboxWriter
+        return
+    if mode in ("group-v1", "group-v2", "group-v3", "group-v4", "group-v5"):
+        from bench.thread_writer import ThreadWriter
+        from connector.state import inbox_writer
 
-        InboxWriter._commit = _group_v1_commit  # type: ignore[method-assign]
+        inbox_writer.InboxWriter = ThreadWriter  # type: ignore[misc]
+    if mode == "group-v1":
+        ThreadWriter._commit = _group_v1_commit  # type: ignore[method-assign]
     elif mode == "group-v2":
         inbox._insert_new = _group_v2_insert_new  # type: ignore[assignment]
     elif mode == "group-v3":
@@ -263,6 +270,8 @@ def install(mode: str) -> None:
     elif mode == "group-v4":
         statements = {"sqlite": inbox.insert_statement("sqlite"), "postgresql": _ARRAYS_INSERT}
         inbox._insert_new = _cursor_insert_new(statements)  # type: ignore[assignment]
+    elif mode == "group-v5":
+        pass  # the writer thread, and today's statement
     elif mode == NO_STORE:
         import webhooks.outbound
 

@@ -4,13 +4,17 @@
 CPU went; this says where it goes inside one durable request. It drives the same app
 (:func:`bench.webhooks.bench_app`, logging as ``mentorsync serve`` does) through Flask's test
 client, without a network or a web server, and takes the CPU time of the whole process (the
-inbox writer's thread included) over ``--requests`` requests of each of:
+threads that wait in line for the inbox included) over ``--requests`` requests of each of:
 
 - the bare endpoint (Flask and the test client: what every request pays);
 - the Outbound Message endpoint with its inbox store replaced by a no-op (parsing, checks,
   routing, the log line);
-- the endpoint as shipped (the durable store: the hand-off to the writer thread, the INSERT,
-  the commit and its fsync);
+- the endpoint as shipped (the durable store: the line of deliveries, the INSERT, the commit
+  and its fsync);
+- the endpoint with the store of ``group-v5``, a writer thread of its own
+  (``bench/thread_writer.py``), the baseline of how deliveries wait for the store;
+- :func:`connector.state.inbox.store` alone (two rows, as for one notification), shipped and
+  by ``group-v5``'s writer thread;
 - :func:`webhooks.outbound.parse` alone.
 
 The differences are the costs of each step; they are printed, and the JSON of them is the last
@@ -41,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.thread_writer import writing_by_thread  # noqa: E402
 from bench.webhooks import BARE, HEADERS, ORG_ID, OUTBOUND, bench_app, message  # noqa: E402
 
 
@@ -99,6 +104,22 @@ def _measure(requests: int, notifications: int) -> dict[str, float]:
     def no_store(_db: object, notices: list[inbox.Notice]) -> inbox.StoreResult:
         return inbox.StoreResult(stored=len(notices), kinds={n.kind for n in notices})
 
+    db = app.extensions["mentorsync"].db
+
+    def store_alone(_: int) -> object:
+        n = next(serial)  # two rows, as the endpoint stores for a notification
+        rows = [(f"costs:{n}", "members"), (f"costs:{n}#pairs", "pairs")]
+        notices = [
+            inbox.Notice(key, "salesforce-outbound", kind, "Contact", f"a{n}") for key, kind in rows
+        ]
+        return inbox.store(db, notices)
+
+    alone = cpu_ms_per_call(requests, store_alone)
+    with writing_by_thread(db):
+        cpu_ms_per_call(200, post(OUTBOUND))  # its own connection, and statement prepared
+        threaded = cpu_ms_per_call(requests, post(OUTBOUND))
+        threaded_alone = cpu_ms_per_call(requests, store_alone)
+
     real_store = outbound.inbox.store
     outbound.inbox.store = no_store  # type: ignore[assignment]
     try:
@@ -111,7 +132,10 @@ def _measure(requests: int, notifications: int) -> dict[str, float]:
         "request (Flask, test client)": bare,
         "parse (defusedxml)": parse,
         "checks, routing, log line": max(unstored - bare - parse, 0.0),
-        "inbox store (writer hand-off, INSERT, commit)": durable - unstored,
+        "inbox store (line, INSERT, commit)": durable - unstored,
+        "  the same by a writer thread (group-v5)": threaded - unstored,
+        "inbox.store() alone (two rows)": alone,
+        "  alone, by a writer thread (group-v5)": threaded_alone,
         "durable request, in all": durable,
     }
 

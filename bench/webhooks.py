@@ -7,7 +7,7 @@ sends a bounded number of requests to each endpoint, and reports acknowledgement
 p50/p99 latency for both, and the ratio: the cost of parsing, checking and the durable inbox write
 (committed before the Ack).
 
-Five servers are measured in one run, each on a fresh state database, one per way of writing
+Seven servers are measured in one run, each on a fresh state database, one per way of writing
 the inbox (``--modes``; see ``bench/inbox_baselines.py``): ``one-by-one`` (a transaction per
 delivery, committed by the request's thread: the inbox before group commit), ``group-v1`` (the
 first group commit: a writer thread per process batching concurrent deliveries, each batch a
@@ -15,13 +15,14 @@ SELECT + INSERT transaction through SQLAlchemy), ``group-v2`` (each batch one IN
 DO NOTHING RETURNING that looks each change up, in autocommit on PostgreSQL, sent through
 SQLAlchemy), ``group-v3`` (that statement on the driver's own cursor), ``group-v4`` (a plain
 insert, the unique indexes deciding what is new, on PostgreSQL as column arrays through psycopg's
-cursor) and ``group`` (the inbox as shipped: the plain insert with the batch as one JSON
-parameter, on PostgreSQL run with libpq's prepared-statement call; see
-``connector/state/inbox_writer.py``). Each server reports its writer's batches, lock waits
-and transaction time, and where the CPU went per request (``bench/cputime.py``): the web
-processes, the database server (PostgreSQL), the load generator, and the rest of the machine
-(other work on a shared host). Then ``bench/webhook_costs.py`` says, on the same database, where
-one request's CPU goes (parsing, checks and routing, the durable store). ``--database
+cursor), ``group-v5`` (the batch as one JSON parameter, on PostgreSQL run with libpq's
+prepared-statement call, written by a writer thread) and ``group`` (the inbox as shipped: that
+statement, written by the first request in line; see ``connector/state/inbox_writer.py``).
+Each server reports its writer's batches, lock waits and transaction time, and where the CPU
+went per request (``bench/cputime.py``): the web processes, the database server (PostgreSQL),
+the load generator, and the rest of the machine (other work on a shared host). Then
+``bench/webhook_costs.py`` says, on the same database, where one request's CPU goes (parsing,
+checks and routing, the durable store, and the store by ``group-v5``'s thread). ``--database
 postgresql`` runs all of it on a PostgreSQL 15 cluster the bench starts (fsync on) instead of
 SQLite.
 

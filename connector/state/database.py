@@ -7,7 +7,7 @@ Alembic migrations (:mod:`connector.state.migrate`), run when the database is op
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -209,6 +209,8 @@ class StateDB:
 
         upgrade(self.engine, _create_schema)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Closers of connections kept out of the pool (the inbox writer's), run by dispose().
+        self._on_dispose: list[Callable[[], None]] = []
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -216,8 +218,14 @@ class StateDB:
         with self.sessions() as session, session.begin():
             yield session
 
+    def on_dispose(self, close: Callable[[], None]) -> None:
+        """Have :meth:`dispose` call ``close`` first (a holder of a long-lived connection)."""
+        self._on_dispose.append(close)
+
     def dispose(self) -> None:
-        """Close pooled connections."""
+        """Close pooled connections, and the ones their holders registered with on_dispose."""
+        for close in self._on_dispose:
+            close()
         self.engine.dispose()
 
 

@@ -53,9 +53,10 @@ class StoreResult:
 
 
 class StoreTimeout(RuntimeError):
-    """The inbox writer did not answer in time (the database hangs): the delivery may or may
-    not be stored. Callers answer as for a database error (503: the sender delivers again, and
-    a delivery that was stored after all is then a duplicate)."""
+    """The inbox write did not end in time (the database hangs), or the request writing the
+    batch was interrupted: the delivery may or may not be stored. Callers answer as for a
+    database error (503: the sender delivers again, and a delivery that was stored after all is
+    then a duplicate)."""
 
 
 def _chunks(items: Sequence[object], size: int = _CHUNK) -> Iterable[Sequence[object]]:
@@ -125,7 +126,7 @@ def store(db: StateDB, notices: Sequence[Notice]) -> StoreResult:
     a ``modstamp``) when the same record with the same ``SystemModstamp`` is: one change reported
     by two messages. Returns only after the rows are committed; database errors propagate as
     :class:`~sqlalchemy.exc.SQLAlchemyError` (the caller answers 503 and nothing of this
-    delivery is stored), and a writer that does not answer in time as :class:`StoreTimeout`.
+    delivery is stored), and a write that does not end in time as :class:`StoreTimeout`.
 
     Concurrent calls in one process are group-committed (:mod:`connector.state.inbox_writer`):
     one statement, and one fsync, for every delivery that arrived while the previous commit was

@@ -1,4 +1,4 @@
-"""Group commit for the inbox: one writer thread per process and state database.
+"""Group commit for the inbox: the deliveries of one process line up, and the first one writes.
 
 Every webhook must be stored durably before it is acknowledged. Committed one by one, each
 delivery pays for its own fsync and, with several threads and processes, queues for the database's
@@ -6,12 +6,19 @@ single write lock; SQLite's busy handler then sleeps in growing steps (up to 100
 attempts, which is where the long tail of the acknowledgement latency came from
 (``bench/webhooks.py``: p99 250-350 ms at 8 senders).
 
-Here the request threads hand their notices to one writer thread and wait. The writer takes
-everything that is waiting, stores it in ONE transaction (one fsync), then wakes each request with
-its own result. While one commit is being written the next batch gathers, so the batch size follows
-the load: one delivery when idle (no added wait), dozens under a burst. Nothing is acknowledged
-before its batch is committed, and a failed batch fails every request in it (each answers 503 and
-the sender delivers again).
+Here the request threads of a process line up per state database. The first in line writes: it
+takes every delivery waiting behind it, stores them all in ONE transaction (one fsync), wakes each
+with its own result, then wakes the next in line, which writes what gathered meanwhile. So the
+batch size follows the load: one delivery when idle (no added wait, and no thread switch), dozens
+under a burst. Nothing is acknowledged before its batch is committed, and a failed batch fails
+every request in it (each answers 503 and the sender delivers again).
+
+There is no writer thread. Handing each batch to one and back took two thread switches besides
+the requests' own wake-ups, 0.3 ms of the process's CPU per delivery one at a time, twice the
+statement's 0.15 ms (``bench/thread_writer.py``, kept as the ``group-v5`` baseline). The price:
+the request whose batch is being written waits for the database itself, as long as it takes;
+the ones behind it give up after ``WAIT_SECONDS`` (:class:`~connector.state.inbox.StoreTimeout`,
+answered 503), withdrawn from the line if their batch had not started.
 
 A batch is ONE SQL statement (:func:`connector.state.inbox.store_batch`: an INSERT ... SELECT over
 the batch as one parameter, ON CONFLICT DO NOTHING RETURNING), sent as written below SQLAlchemy
@@ -31,13 +38,14 @@ the next writer as soon as the lock is free instead of after a busy-handler slee
 from __future__ import annotations
 
 import fcntl
+import itertools
 import logging
 import os
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +59,10 @@ log = logging.getLogger(__name__)
 
 # A batch holds at most this many notices (one Outbound Message carries up to 100).
 MAX_BATCH_NOTICES = 2000
-# An idle writer thread ends after this long; the next store starts a new one.
+# A connection unused this long goes back to the pool before the next batch (see _commit).
 IDLE_SECONDS = 5.0
-# A request gives up waiting after this long (the writer is stuck: the database hangs).
+# A request gives up waiting for the batch ahead of it, or its own, after this long: the
+# database hangs.
 WAIT_SECONDS = 60.0
 
 
@@ -69,11 +78,22 @@ class WriterStats:
     largest_batch: int = 0
 
 
-_Item = tuple[Sequence[Notice], "Future[StoreResult]"]
+@dataclass(eq=False)
+class _Delivery:
+    """One request's notices in the queue, and how its batch ended."""
+
+    notices: Sequence[Notice]
+    # Signalled when the delivery's batch has ended, or when it is first in the queue (its turn
+    # to write). A Condition on the writer's lock: waking one request wakes no other.
+    turn: threading.Condition
+    taken: bool = False  # in a batch being written: may be stored, cannot be withdrawn
+    done: bool = False
+    result: StoreResult | None = None
+    error: BaseException | None = None
 
 
 class InboxWriter:
-    """The writer thread of one state database in this process; see the module docstring."""
+    """The group commit of one state database in this process; see the module docstring."""
 
     def __init__(self, db: StateDB) -> None:
         self._db = weakref.ref(db)
@@ -83,77 +103,103 @@ class InboxWriter:
             Path(database + "-inbox.lock") if database and database != ":memory:" else None
         )
         self._lock_file: int | None = None
-        self._cond = threading.Condition()
-        self._waiting: list[_Item] = []
-        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        # Deliveries in arrival order. The first ones are the batch being written, by the
+        # request that was first; the rest wait for it to end.
+        self._queue: deque[_Delivery] = deque()
         self._conn: Connection | None = None
+        self._last_used = 0.0
+        self._pid = os.getpid()
         self.stats = WriterStats()
 
     def submit(self, notices: Sequence[Notice]) -> StoreResult:
-        """Queue ``notices`` for the next batch and wait until it is committed (or failed)."""
-        future: Future[StoreResult] = Future()
-        with self._cond:
-            self._waiting.append((notices, future))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="inbox-writer", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
-        try:
-            return future.result(timeout=WAIT_SECONDS)
-        except TimeoutError:
-            raise StoreTimeout(f"the inbox writer did not answer in {WAIT_SECONDS:g} s") from None
+        """Store ``notices`` in the next batch, and return when it is committed (or failed).
 
-    def _take(self, batch: list[_Item] | None = None) -> list[_Item] | None:
-        """The next batch (waiting for one), or None when idle long enough to end the thread.
-
-        With ``batch``, adds what is waiting now to it, without waiting.
+        Raises what the batch's statement raised (in every request of the batch), or
+        :class:`StoreTimeout` when the batch ahead, or the batch this delivery is in (written
+        by the request ahead of it), has not ended after ``WAIT_SECONDS``.
         """
-        with self._cond:
-            if batch is None:
-                if not self._waiting:
-                    self._cond.wait(IDLE_SECONDS)
-                if not self._waiting:
-                    # Under the lock: a submit from now on starts a new thread, which must find
-                    # no connection of this one's.
-                    self._thread = None
-                    self._close()
-                    return None
-                batch = []
-            size = sum(len(notices) for notices, _ in batch)
-            while self._waiting:
-                if batch and size + len(self._waiting[0][0]) > MAX_BATCH_NOTICES:
-                    break  # the rest makes the next batch
-                item = self._waiting.pop(0)
-                batch.append(item)
-                size += len(item[0])
-            return batch
-
-    def _run(self) -> None:
-        while True:
-            batch = self._take()
-            if batch is None:
-                return
-            db = self._db()
-            if db is None:  # the database object is gone; nobody can be waiting on it
-                return
+        me = _Delivery(notices, threading.Condition(self._lock))
+        with self._lock:
+            self._queue.append(me)
             try:
-                started = time.perf_counter()
-                with self._process_lock():
-                    locked = time.perf_counter()
-                    # Deliveries that arrived while another process held the lock join in.
+                self._wait_for_turn(me)
+            except BaseException:
+                if not me.taken:
+                    self._withdraw(me)  # never written: nothing of it is stored
+                raise
+            if not me.done:
+                batch = self._take([])
+        if not me.done:
+            self._write(batch)
+        if me.error is not None:
+            raise me.error
+        assert me.result is not None
+        return me.result
+
+    def _wait_for_turn(self, me: _Delivery) -> None:
+        """Wait (lock held) until ``me``'s batch has ended, or ``me`` is first in line."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not me.done and self._queue[0] is not me:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not me.turn.wait(remaining):
+                if me.done or self._queue[0] is me:
+                    return
+                raise StoreTimeout(f"no answer from the inbox write in {WAIT_SECONDS:g} s")
+
+    def _withdraw(self, me: _Delivery) -> None:
+        """Take ``me`` (not in a batch) out of the line (lock held); if it was first, the
+        next one's turn."""
+        first = self._queue[0] is me
+        self._queue.remove(me)
+        if first and self._queue:
+            self._queue[0].turn.notify()
+
+    def _take(self, batch: list[_Delivery]) -> list[_Delivery]:
+        """Add the queued deliveries after ``batch`` to it, up to ``MAX_BATCH_NOTICES``.
+
+        Called with the lock held. ``batch`` is always the front of the queue.
+        """
+        size = sum(len(delivery.notices) for delivery in batch)
+        for delivery in itertools.islice(self._queue, len(batch), None):
+            if batch and size + len(delivery.notices) > MAX_BATCH_NOTICES:
+                break  # the rest makes the next batch
+            delivery.taken = True
+            batch.append(delivery)
+            size += len(delivery.notices)
+        return batch
+
+    def _write(self, batch: list[_Delivery]) -> None:
+        """Commit ``batch`` (the front of the queue) and hand each delivery its outcome."""
+        results: list[StoreResult] | None = None
+        error: BaseException | None = None
+        try:
+            db = self._db()
+            if db is None:  # cannot be: the request storing the first delivery holds it
+                raise RuntimeError("the state database was disposed of")
+            started = time.perf_counter()
+            with self._process_lock():
+                locked = time.perf_counter()
+                with self._lock:  # deliveries that arrived while another process wrote join in
                     self._take(batch)
-                    results = self._commit(db, [notices for notices, _ in batch])
-                self._count(len(batch), locked - started, time.perf_counter() - locked)
-            except Exception as exc:  # noqa: BLE001  (re-raised in every waiting request)
-                for _, future in batch:
-                    future.set_exception(exc)
-                continue
-            finally:
-                del db  # no strong reference while idle: the StateDB may be disposed of
-            for (_, future), result in zip(batch, results, strict=True):
-                future.set_result(result)
+                results = self._commit(db, [delivery.notices for delivery in batch])
+            self._count(len(batch), locked - started, time.perf_counter() - locked)
+        except Exception as exc:  # noqa: BLE001  (raised in every request of the batch)
+            error = exc
+        finally:
+            with self._lock:
+                for n, delivery in enumerate(batch):
+                    self._queue.popleft()
+                    if results is not None:
+                        delivery.result = results[n]
+                    else:
+                        # The write was interrupted (KeyboardInterrupt, SystemExit) if not
+                        # failed: the batch may or may not be committed.
+                        delivery.error = error or StoreTimeout("the inbox write was interrupted")
+                    delivery.done = True
+                    delivery.turn.notify()
+                if self._queue:
+                    self._queue[0].turn.notify()  # its turn: it writes what waits now
 
     def _count(self, deliveries: int, lock_wait: float, transaction: float) -> None:
         stats = self.stats
@@ -164,8 +210,14 @@ class InboxWriter:
         stats.transaction_seconds += transaction
 
     def _commit(self, db: StateDB, batch: list[Sequence[Notice]]) -> list[StoreResult]:
-        # The writer keeps its connection while it runs: a checkout per batch (with the pool's
-        # pre-ping on PostgreSQL) was one more round trip per transaction.
+        # The writer keeps its connection between batches: a checkout per batch (with the pool's
+        # pre-ping on PostgreSQL) was one more round trip per transaction. One unused for a
+        # while goes back to the pool first, so that the checkout tests it: after a quiet spell
+        # a server restart costs a reconnect, not a failed batch.
+        now = time.monotonic()
+        if self._conn is not None and now - self._last_used > IDLE_SECONDS:
+            self._close()
+        self._last_used = now
         if self._conn is None:
             conn = db.engine.connect()
             if not self._sqlite:
@@ -195,6 +247,16 @@ class InboxWriter:
             conn.invalidate()
             conn.close()
             raise
+
+    def close(self) -> None:
+        """Give the writer's connection back to the pool (at :meth:`StateDB.dispose`).
+
+        Not while a batch is being written (that batch keeps it), and not in a forked child,
+        whose copy of the connection is its parent's session.
+        """
+        with self._lock:
+            if not self._queue and os.getpid() == self._pid:
+                self._close()
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -228,4 +290,5 @@ def writer_for(db: StateDB) -> InboxWriter:
         if entry is None or entry[0] != pid:
             entry = (pid, InboxWriter(db))
             _writers[db] = entry
+            db.on_dispose(entry[1].close)
         return entry[1]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,7 +81,10 @@ def test_stored_rows_are_pending_with_the_time_received(db: StateDB) -> None:
     with db.session() as session:
         row = session.scalars(select(InboxEvent)).one()
     assert (row.dedup_key, row.source, row.kind, row.object) == (
-        "k1", "salesforce-outbound", "members", "Contact"
+        "k1",
+        "salesforce-outbound",
+        "members",
+        "Contact",
     )
     assert (row.record_id, row.modstamp) == (sf_id("003", 1), "2026-03-02T14:05:11.000Z")
     assert (row.status, row.attempts, row.lease_until) == ("pending", 0, None)
@@ -163,16 +167,104 @@ def test_deliveries_waiting_for_a_commit_share_the_next_transaction(
     assert first_batch.wait(10)  # delivery 0 is being committed...
     for thread in threads[1:]:
         thread.start()
-    deadline = time.monotonic() + 10
-    while len(writer._waiting) < 8:  # ...while the 8 others queue up
-        assert time.monotonic() < deadline, "the deliveries never reached the writer"
-        time.sleep(0.01)
+    wait_for(lambda: len(writer._queue) == 9, "the 8 others to queue up behind it")
     release.set()
     for thread in threads:
         thread.join(10)
     assert sorted(r.stored for r in results) == [1] * 9
     assert (writer.stats.batches, writer.stats.largest_batch) == (2, 8)
     assert count(db) == 9
+
+
+def test_the_first_delivery_in_line_writes_its_batch_in_its_own_thread(
+    db: StateDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No writer thread: handing each batch to one and back cost more CPU than the statement.
+    writers: list[threading.Thread] = []
+    real = inbox_writer.store_batch
+
+    def recorded(conn, batch):  # type: ignore[no-untyped-def]
+        writers.append(threading.current_thread())
+        return real(conn, batch)
+
+    monkeypatch.setattr(inbox_writer, "store_batch", recorded)
+    threads_before = threading.active_count()
+    assert inbox.store(db, [notice(1)]).stored == 1
+    assert inbox.store(db, [notice(2)]).stored == 1
+    assert writers == [threading.current_thread()] * 2
+    assert threading.active_count() == threads_before
+
+
+def _deliver_in_thread(db: StateDB, notices: list[inbox.Notice]) -> tuple[threading.Thread, list]:
+    """Store ``notices`` from a thread of its own; its result or error lands in the list."""
+    outcome: list[object] = []
+
+    def deliver() -> None:
+        try:
+            outcome.append(inbox.store(db, notices))
+        except Exception as exc:  # noqa: BLE001  (collected for the assertions)
+            outcome.append(exc)
+
+    thread = threading.Thread(target=deliver)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_delivery_that_waits_too_long_behind_a_hung_batch_times_out_and_is_not_stored(
+    db: StateDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = inbox_writer.writer_for(db)
+    held, release = hold_first_batch(monkeypatch)
+    monkeypatch.setattr(inbox_writer, "WAIT_SECONDS", 0.3)
+    first, first_outcome = _deliver_in_thread(db, [notice(1)])
+    assert held.wait(10)  # the database hangs on delivery 1's batch
+    with pytest.raises(inbox.StoreTimeout):
+        inbox.store(db, [notice(2)])
+    assert len(writer._queue) == 1  # delivery 2 left the line: no later batch stores it
+    release.set()
+    first.join(10)
+    assert [(r.stored, r.duplicates) for r in first_outcome] == [(1, 0)]  # type: ignore[attr-defined]
+    assert count(db) == 1
+    # The sender's redelivery is new.
+    assert inbox.store(db, [notice(2)]).stored == 1
+    assert (writer.stats.batches, count(db)) == (2, 2)
+
+
+def test_a_delivery_whose_own_batch_hangs_times_out_and_may_be_stored_late(
+    db: StateDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Delivery 3 is in the batch delivery 2 writes, which hangs: 3 cannot be withdrawn, and it
+    # answers as a database error does (the sender delivers again, then a duplicate).
+    writer = inbox_writer.writer_for(db)
+    gates = [threading.Event(), threading.Event()]
+    reached: list[int] = []
+    real = inbox_writer.store_batch
+
+    def gated(conn, batch):  # type: ignore[no-untyped-def]
+        reached.append(len(batch))
+        if len(reached) <= len(gates):  # the first two batches hang until let through
+            assert gates[len(reached) - 1].wait(30)
+        return real(conn, batch)
+
+    monkeypatch.setattr(inbox_writer, "store_batch", gated)
+    monkeypatch.setattr(inbox_writer, "WAIT_SECONDS", 0.5)
+    first, first_outcome = _deliver_in_thread(db, [notice(1)])
+    wait_for(lambda: reached == [1], "delivery 1's batch to hang")
+    second, second_outcome = _deliver_in_thread(db, [notice(2)])
+    wait_for(lambda: len(writer._queue) == 2, "delivery 2 to queue up")
+    third, third_outcome = _deliver_in_thread(db, [notice(3)])
+    wait_for(lambda: len(writer._queue) == 3, "delivery 3 to queue up")
+    gates[0].set()
+    wait_for(lambda: reached == [1, 2], "delivery 2's batch (with 3 in it) to hang")
+    third.join(10)
+    assert [type(e) for e in third_outcome] == [inbox.StoreTimeout]
+    gates[1].set()
+    for thread in (first, second):
+        thread.join(10)
+    assert [r.stored for r in first_outcome + second_outcome] == [1, 1]  # type: ignore[attr-defined]
+    assert count(db) == 3  # delivery 3 was stored after all...
+    assert inbox.store(db, [notice(3)]).duplicates == 1  # ...so its redelivery is a duplicate
+    assert writer._queue == deque()
 
 
 def test_one_change_stored_under_another_key_while_the_first_is_uncommitted_is_one_row(
@@ -280,8 +372,12 @@ def test_a_failed_batch_fails_every_delivery_in_it_and_stores_none(db: StateDB) 
     assert "disk full" in str(raised.value.orig)  # type: ignore[attr-defined]
     assert count(db) == 0
     with db.engine.begin() as conn:
-        conn.execute(text("DROP TRIGGER fail_k2" + (" ON inbox" if "postgresql" in
-                                                    db.engine.dialect.name else "")))
+        conn.execute(
+            text(
+                "DROP TRIGGER fail_k2"
+                + (" ON inbox" if "postgresql" in db.engine.dialect.name else "")
+            )
+        )
     # The writer reconnects: the redelivery is stored in full.
     assert inbox.store(db, [notice(1), notice(2)]).stored == 2
 
@@ -296,12 +392,52 @@ def test_a_writer_whose_connection_was_cut_fails_that_batch_then_connects_anew(
     if db.engine.dialect.name == "sqlite":
         driver.close()  # type: ignore[union-attr]
     else:  # as a server restart or an idle-session timeout would
-        with db.engine.connect() as admin:
-            pid = driver.info.backend_pid  # type: ignore[union-attr]
-            cut = admin.execute(text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid})
-            assert cut.scalar() is True
+        _cut(db, driver)
     with pytest.raises(SQLAlchemyError):
         inbox.store(db, [notice(2)])
     # A new connection, on which PostgreSQL's statement is prepared again.
+    assert inbox.store(db, [notice(2)]).stored == 1
+    assert count(db) == 2
+
+
+def _cut(db: StateDB, driver: object) -> None:
+    """End the server session of ``driver`` (a psycopg connection), as a restart would."""
+    with db.engine.connect() as admin:
+        pid = driver.info.backend_pid  # type: ignore[attr-defined]
+        cut = admin.execute(text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid})
+        assert cut.scalar() is True
+
+
+def test_after_a_quiet_spell_a_cut_connection_costs_a_reconnect_not_a_failed_batch(
+    db: StateDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert inbox.store(db, [notice(1)]).stored == 1
+    writer = inbox_writer.writer_for(db)
+    assert writer._conn is not None
+    driver = writer._conn.connection.driver_connection
+    if db.engine.dialect.name == "sqlite":
+        driver.close()  # type: ignore[union-attr]
+    else:
+        _cut(db, driver)
+    # Unused longer than IDLE_SECONDS, the connection goes back to the pool, whose checkout
+    # tests it (pre-ping) and connects anew.
+    monkeypatch.setattr(inbox_writer, "IDLE_SECONDS", 0.0)
+    assert inbox.store(db, [notice(2)]).stored == 1
+    assert count(db) == 2
+
+
+def test_disposing_of_the_database_closes_the_writers_connection(db: StateDB) -> None:
+    assert inbox.store(db, [notice(1)]).stored == 1
+    writer = inbox_writer.writer_for(db)
+    assert writer._conn is not None
+    driver = writer._conn.connection.driver_connection
+    db.dispose()
+    assert writer._conn is None
+    if db.engine.dialect.name == "sqlite":
+        with pytest.raises(sqlite3.ProgrammingError):
+            driver.execute("SELECT 1")  # type: ignore[union-attr]
+    else:
+        assert driver.closed  # type: ignore[union-attr]
+    # The database can be used again: the next batch checks out a new connection.
     assert inbox.store(db, [notice(2)]).stored == 1
     assert count(db) == 2

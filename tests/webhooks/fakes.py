@@ -144,6 +144,29 @@ def hold_first_batch(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, 
     return held, release
 
 
+# The record of the other request's delivery in :func:`hang_a_write`.
+HUNG_RECORD = "003000000000000999"
+
+
+def hang_a_write(
+    monkeypatch: pytest.MonkeyPatch, db: Any
+) -> tuple[threading.Event, threading.Thread]:
+    """Start another request's delivery (one inbox row, of :data:`HUNG_RECORD`) whose batch
+    hangs, as on a database that does not answer, until ``release`` is set.
+
+    Returns ``(release, thread)`` once the batch is hanging: deliveries stored from now on wait
+    in line behind it. Join the thread after ``release``.
+    """
+    from connector.state import inbox
+
+    held, release = hold_first_batch(monkeypatch)
+    other = inbox.Notice("hung-write", "salesforce-outbound", "members", "Contact", HUNG_RECORD)
+    thread = threading.Thread(target=inbox.store, args=(db, [other]), daemon=True)
+    thread.start()
+    assert held.wait(10), "the other delivery's batch never started"
+    return release, thread
+
+
 def sf_id(prefix: str, n: int) -> str:
     """An 18-character Id-shaped string (prefix + zero-padded number)."""
     return f"{prefix}{n:0{18 - len(prefix)}d}"

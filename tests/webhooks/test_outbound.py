@@ -16,13 +16,13 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 import connector.registry
 from connector.state import inbox_writer
 from connector.state.database import InboxEvent
-from tests.serving import wait_for
 from tests.webhooks.fakes import (
+    HUNG_RECORD,
     ORG_ID,
     FakeKind,
     FakeKinds,
     fixture_bytes,
-    hold_first_batch,
+    hang_a_write,
     outbound_message,
     queued,
     section_overrides,
@@ -341,26 +341,32 @@ def test_database_failure_is_503_without_ack(client: FlaskClient, rt: Runtime) -
     assert len(inbox_rows(rt)) == 2
 
 
-def test_a_writer_that_does_not_answer_in_time_is_503_and_the_redelivery_a_duplicate(
+def test_a_delivery_waiting_too_long_behind_a_hung_write_is_503_and_not_stored(
     client: FlaskClient,
     rt: Runtime,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # The database hangs: the delivery's batch does not come back within the writer's wait.
-    _, release = hold_first_batch(monkeypatch)
+    # The database hangs on another request's write: this delivery waits in line behind it.
+    release, other = hang_a_write(monkeypatch, rt.db)
     monkeypatch.setattr(inbox_writer, "WAIT_SECONDS", 0.5)
     response = post(client, CONTACT)
     assert_fault(response, 503, "retry later", code="soapenv:Server")
     assert response.headers["Retry-After"] == "30"
     assert "inbox write failed, outbound message not acknowledged: StoreTimeout" in caplog.text
     assert "unhandled" not in caplog.text
-    # The database comes back and the batch commits after all...
+    assert queued(rt) == []
+    # The database comes back: the other write commits, and nothing of this delivery...
     release.set()
-    wait_for(lambda: len(inbox_rows(rt)) == 2, "the late batch to commit")
-    # ...so Salesforce's redelivery is acknowledged as a duplicate, stored once.
+    other.join(10)
+    assert [r.record_id for r in inbox_rows(rt)] == [HUNG_RECORD]
+    # ...so Salesforce's redelivery is stored, once.
     assert post(client, CONTACT).data == ACK
-    assert len(inbox_rows(rt)) == 2
+    assert [r.record_id for r in inbox_rows(rt)] == [
+        HUNG_RECORD,
+        "0035e00000AbCdEAAV",
+        "0035e00000AbCdFAAV",
+    ]
 
 
 def test_a_failure_on_one_notification_stores_none_of_the_message(
