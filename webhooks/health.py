@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from connector.service.feeds import Feed, feeds
 from connector.service.queue import ping
-from connector.service.worker import KV_API_CALLS, KV_SF_BUDGET, KV_TASK_ERRORS
+from connector.service.usage import KV_API_CALLS, KV_SF_BUDGET, KV_TASK_ERRORS
 from connector.state import inbox
 from connector.state.database import FailedRecord, KeyValue, Run
 from webhooks.runtime import Runtime, runtime

@@ -34,7 +34,6 @@ import logging
 import threading
 import time
 import traceback
-from collections import Counter
 from collections.abc import Callable, Iterable
 
 from huey import Huey, crontab
@@ -52,10 +51,11 @@ from connector.engine.kind import (
 )
 from connector.errors import ConfigError, MentorsyncError
 from connector.registry import kinds
+from connector.service import usage
 from connector.service.queue import init_schema, make_huey
-from connector.service.schedule import Schedules, lock_name, put_value
+from connector.service.schedule import Schedules, lock_name
 from connector.state import bookkeeping, inbox, locks
-from connector.state.database import FailedRecord, KeyValue, StateDB, utcnow
+from connector.state.database import FailedRecord, StateDB, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,6 @@ FULL_RETRY_SECONDS = 60
 FULL_RETRY_TIMES = 120
 # On SIGTERM, running tasks get this long to finish before the consumer stops anyway.
 SHUTDOWN_SECONDS = 30.0
-# Key-value rows the worker keeps for /metrics.
-KV_API_CALLS = "metrics:api_calls"
-KV_SF_BUDGET = "metrics:salesforce_budget"
-KV_TASK_ERRORS = "metrics:task_errors"
 
 
 class KindCrashed(Exception):
@@ -120,6 +116,7 @@ class Worker(Schedules):
         self.db = db if db is not None else StateDB(settings.database_url)
         self._context_factory = context_factory or (lambda: Context(settings))
         self._local = threading.local()
+        self._usage = usage.ApiUsage()
         self._contexts: list[Context] = []
         self._contexts_lock = threading.Lock()
         # kind -> monotonic time until which a scheduled drain is known to be pending.
@@ -354,7 +351,6 @@ class Worker(Schedules):
             # One state database per process: share the worker's engine.
             ctx.db = self.db  # type: ignore[misc]
             self._local.ctx = ctx
-            self._local.calls = {"moodle": Counter(), "salesforce": Counter()}
             with self._contexts_lock:
                 self._contexts.append(ctx)
         return ctx
@@ -383,17 +379,17 @@ class Worker(Schedules):
         try:
             result = sync_kind.run(ctx, request, self._progress(lease, row_ids))
         except MentorsyncError as exc:
-            self._count_task_error(sync_kind.name)
+            usage.count_task_error(self.db, sync_kind.name)
             log.error("%s run of %s failed: %s", request.mode, sync_kind.name, exc)
             raise RunFailed(error_code(exc)) from exc
         except Exception as exc:  # noqa: BLE001  (a kind's bug: re-raised as KindCrashed)
-            self._count_task_error(sync_kind.name)
+            usage.count_task_error(self.db, sync_kind.name)
             code = type(exc).__name__
             frames = "".join(traceback.format_tb(exc.__traceback__))
             log.error("%s run of %s raised %s\n%s", request.mode, sync_kind.name, code, frames)
             raise KindCrashed(sync_kind.name, code) from None
         finally:
-            self._record_api_usage(ctx)
+            self._usage.record(self.db, ctx)
         log.info(
             "%s run of %s: %s %s",
             request.mode,
@@ -446,39 +442,3 @@ class Worker(Schedules):
                 bookkeeping.record_failure(
                     session, kind, row.record_id, row.error_code, row.stage, self.settings.service
                 )
-
-    def _count_task_error(self, kind: str) -> None:
-        with self.db.session() as session:
-            row = session.get(KeyValue, KV_TASK_ERRORS, with_for_update=True)
-            counts = dict(row.value) if row and row.value else {}
-            counts[kind] = int(counts.get(kind, 0)) + 1
-            put_value(session, KV_TASK_ERRORS, counts)
-
-    def _record_api_usage(self, ctx: Context) -> None:
-        """Add the API calls made since the last run to the ``metrics:api_calls`` row."""
-        seen: dict[str, Counter[str]] = self._local.calls
-        delta: dict[str, Counter[str]] = {}
-        for system in ("moodle", "salesforce"):
-            client = ctx.__dict__.get(system)  # only clients the run actually built
-            calls = getattr(client, "calls", None)
-            if calls is None:
-                continue
-            now_calls = Counter(calls)
-            delta[system] = now_calls - seen[system]
-            seen[system] = now_calls
-        budget = getattr(ctx.__dict__.get("salesforce"), "budget", None)
-        if not any(delta.values()) and budget is None:
-            return
-        with self.db.session() as session:
-            row = session.get(KeyValue, KV_API_CALLS, with_for_update=True)
-            totals: dict[str, dict[str, int]] = (
-                {k: dict(v) for k, v in row.value.items()} if row and row.value else {}
-            )
-            for system, counter in delta.items():
-                bucket = totals.setdefault(system, {})
-                for function, n in counter.items():
-                    bucket[function] = int(bucket.get(function, 0)) + n
-            put_value(session, KV_API_CALLS, totals)
-            if budget is not None:
-                reading = {"used": int(budget.used), "limit": int(budget.limit)}
-                put_value(session, KV_SF_BUDGET, reading)

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 
 from connector.engine.kind import RunResult
 from connector.errors import MoodleTransientError
+from connector.service import usage
 from connector.service import worker as worker_module
 from connector.service.worker import Worker, lock_name
 from connector.state import bookkeeping, inbox, locks
@@ -360,7 +361,7 @@ def test_a_failed_run_backs_off_then_gives_up(worker: Worker, fake_kinds: FakeKi
     assert row.status == "failed"
     assert worker.tick()["drain"] == []
     with worker.db.session() as session:
-        errors = session.get(KeyValue, worker_module.KV_TASK_ERRORS).value
+        errors = session.get(KeyValue, usage.KV_TASK_ERRORS).value
     assert errors == {"fake_contacts": max_attempts}
     # An admin fixed Moodle: `mentorsync retry --all` requeues failed rows.
     fake_kinds.contacts.behaviour = None

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, update
 from sqlalchemy.orm import sessionmaker
 
 from connector.context import Context
-from connector.service.worker import KV_API_CALLS
+from connector.service.usage import KV_API_CALLS, ApiUsage
 from connector.state import bookkeeping, inbox
 from connector.state.database import InboxEvent, KeyValue, utcnow
 from webhooks.runtime import Runtime
@@ -168,15 +168,13 @@ def test_metrics(client: FlaskClient, rt: Runtime) -> None:
     ctx = Context(rt.settings)
     ctx.moodle = FakeClient()  # type: ignore[misc]
     ctx.salesforce = FakeClient()  # type: ignore[misc]
-    worker = rt.worker
-    worker._local.ctx = ctx
-    worker._local.calls = {"moodle": Counter(), "salesforce": Counter()}
+    usage = ApiUsage()
     ctx.moodle.calls.update({"core_user_get_users_by_field": 3, "core_user_create_users": 1})
     ctx.salesforce.calls.update({"query": 2})
     ctx.salesforce.budget = FakeBudget()
-    worker._record_api_usage(ctx)
+    usage.record(rt.db, ctx)
     ctx.moodle.calls.update({"core_user_get_users_by_field": 2})  # a second run adds on
-    worker._record_api_usage(ctx)
+    usage.record(rt.db, ctx)
 
     response = client.get("/metrics")
     assert response.status_code == 200
