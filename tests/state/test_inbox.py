@@ -382,17 +382,26 @@ def test_a_failed_batch_fails_every_delivery_in_it_and_stores_none(db: StateDB) 
     assert inbox.store(db, [notice(1), notice(2)]).stored == 2
 
 
-def test_a_writer_whose_connection_was_cut_fails_that_batch_then_connects_anew(
-    db: StateDB,
-) -> None:
+def _store_one_then_cut_the_writers_connection(db: StateDB) -> None:
+    """Store notice 1, then cut the connection the writer keeps: on PostgreSQL its server
+    session ends, as a server restart or an idle-session timeout would end it."""
     assert inbox.store(db, [notice(1)]).stored == 1
     writer = inbox_writer.writer_for(db)
     assert writer._conn is not None
     driver = writer._conn.connection.driver_connection
     if db.engine.dialect.name == "sqlite":
         driver.close()  # type: ignore[union-attr]
-    else:  # as a server restart or an idle-session timeout would
-        _cut(db, driver)
+        return
+    with db.engine.connect() as admin:
+        pid = driver.info.backend_pid  # type: ignore[union-attr]
+        cut = admin.execute(text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid})
+        assert cut.scalar() is True
+
+
+def test_a_writer_whose_connection_was_cut_fails_that_batch_then_connects_anew(
+    db: StateDB,
+) -> None:
+    _store_one_then_cut_the_writers_connection(db)
     with pytest.raises(SQLAlchemyError):
         inbox.store(db, [notice(2)])
     # A new connection, on which PostgreSQL's statement is prepared again.
@@ -400,25 +409,10 @@ def test_a_writer_whose_connection_was_cut_fails_that_batch_then_connects_anew(
     assert count(db) == 2
 
 
-def _cut(db: StateDB, driver: object) -> None:
-    """End the server session of ``driver`` (a psycopg connection), as a restart would."""
-    with db.engine.connect() as admin:
-        pid = driver.info.backend_pid  # type: ignore[attr-defined]
-        cut = admin.execute(text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": pid})
-        assert cut.scalar() is True
-
-
 def test_after_a_quiet_spell_a_cut_connection_costs_a_reconnect_not_a_failed_batch(
     db: StateDB, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert inbox.store(db, [notice(1)]).stored == 1
-    writer = inbox_writer.writer_for(db)
-    assert writer._conn is not None
-    driver = writer._conn.connection.driver_connection
-    if db.engine.dialect.name == "sqlite":
-        driver.close()  # type: ignore[union-attr]
-    else:
-        _cut(db, driver)
+    _store_one_then_cut_the_writers_connection(db)
     # Unused longer than IDLE_SECONDS, the connection goes back to the pool, whose checkout
     # tests it (pre-ping) and connects anew.
     monkeypatch.setattr(inbox_writer, "IDLE_SECONDS", 0.0)
