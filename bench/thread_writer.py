@@ -4,9 +4,9 @@ Each request handed its notices to the process's writer thread and waited on a `
 thread took everything waiting, committed it as one batch (the same statement and connection
 handling as today's :class:`~connector.state.inbox_writer.InboxWriter`, whose ``_commit`` it
 runs), and woke each request with its result. That is two thread switches per batch besides the
-requests' own wake-ups (request to writer, writer to request), which measured 0.3 ms of the web
-process's CPU per request, in-process and one at a time, against 0.15 ms for the statement
-itself. Today the first request in line writes its batch itself.
+requests' own wake-ups (request to writer, writer to request): a two-row store, one at a time on
+PostgreSQL, cost 0.26-0.31 ms of the process's CPU, against 0.16-0.17 ms for the statement
+alone. Today the first request in line writes its batch itself (0.21 ms).
 
 :func:`bench.inbox_baselines.install` swaps this class in for the modes before ``group``.
 """

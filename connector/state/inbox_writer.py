@@ -14,8 +14,10 @@ under a burst. Nothing is acknowledged before its batch is committed, and a fail
 every request in it (each answers 503 and the sender delivers again).
 
 There is no writer thread. Handing each batch to one and back took two thread switches besides
-the requests' own wake-ups, 0.3 ms of the process's CPU per delivery one at a time, twice the
-statement's 0.15 ms (``bench/thread_writer.py``, kept as the ``group-v5`` baseline). The price:
+the requests' own wake-ups: a two-row store, one at a time, cost the process 0.26-0.31 ms of CPU
+that way, against 0.21 ms now and 0.16-0.17 ms for its statement alone (PostgreSQL;
+``bench/webhook_costs.py`` measures it, ``bench/thread_writer.py`` is the ``group-v5`` baseline).
+Under load, the difference is within this machine's noise on PostgreSQL. The price:
 the request whose batch is being written waits for the database itself, as long as it takes;
 the ones behind it give up after ``WAIT_SECONDS`` (:class:`~connector.state.inbox.StoreTimeout`,
 answered 503), withdrawn from the line if their batch had not started.
@@ -128,9 +130,8 @@ class InboxWriter:
                 if not me.taken:
                     self._withdraw(me)  # never written: nothing of it is stored
                 raise
-            if not me.done:
-                batch = self._take([])
-        if not me.done:
+            batch = None if me.done else self._take([])  # first in line: this one writes
+        if batch is not None:
             self._write(batch)
         if me.error is not None:
             raise me.error
