@@ -36,11 +36,14 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from connector.state import inbox
+from bench.thread_writer import ThreadWriter
+from connector.state import inbox, inbox_writer
 from connector.state.database import InboxEvent, StateDB, utcnow
 from connector.state.inbox import Notice, StoreResult
 
 MODES = ("one-by-one", "group-v1", "group-v2", "group-v3", "group-v4", "group-v5", "group")
+# The group commits before today's: a writer thread of each process wrote their batches.
+_ON_THE_WRITER_THREAD = MODES[1:-1]
 # Not a way of writing the inbox, and not measured unless asked for: the endpoint storing nothing.
 NO_STORE = "no-store"
 # The inbox's index, and its statement, before migration 0003.
@@ -256,10 +259,7 @@ def install(mode: str) -> None:
             Notice=inbox.Notice, store=store_one_by_one
         )
         return
-    if mode in ("group-v1", "group-v2", "group-v3", "group-v4", "group-v5"):
-        from bench.thread_writer import ThreadWriter
-        from connector.state import inbox_writer
-
+    if mode in _ON_THE_WRITER_THREAD:
         inbox_writer.InboxWriter = ThreadWriter  # type: ignore[misc]
     if mode == "group-v1":
         ThreadWriter._commit = _group_v1_commit  # type: ignore[method-assign]
@@ -270,14 +270,12 @@ def install(mode: str) -> None:
     elif mode == "group-v4":
         statements = {"sqlite": inbox.insert_statement("sqlite"), "postgresql": _ARRAYS_INSERT}
         inbox._insert_new = _cursor_insert_new(statements)  # type: ignore[assignment]
-    elif mode == "group-v5":
-        pass  # the writer thread, and today's statement
     elif mode == NO_STORE:
         import webhooks.outbound
 
         webhooks.outbound.inbox = types.SimpleNamespace(  # type: ignore[attr-defined]
             Notice=inbox.Notice, store=_store_nothing
         )
-    elif mode != "group":
+    elif mode not in ("group", "group-v5"):  # group-v5: the writer thread, today's statement
         known = ", ".join((*MODES, NO_STORE))
         raise ValueError(f"unknown inbox mode {mode!r}; one of {known}")

@@ -173,7 +173,7 @@ class InboxWriter:
     def _write(self, batch: list[_Delivery]) -> None:
         """Commit ``batch`` (the front of the queue) and hand each delivery its outcome."""
         results: list[StoreResult] | None = None
-        error: BaseException | None = None
+        error: Exception | None = None
         try:
             db = self._db()
             if db is None:  # cannot be: the request storing the first delivery holds it
