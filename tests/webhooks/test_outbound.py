@@ -212,6 +212,14 @@ BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <OrganizationId>&lol9;</OrganizationId></notifications></soapenv:Body></soapenv:Envelope>"""
 
 CONTACT = fixture_bytes("outbound-message-contact.xml")
+# A DOCTYPE is refused where it starts: this one's internal subset is not even well-formed.
+DOCTYPE_SUBSET_UNREAD = CONTACT.replace(
+    b"?>", b'?>\n<!DOCTYPE Envelope [ <!ENTITY half "unterminated >', 1
+)
+# Comments and processing instructions may come first in the prolog.
+DOCTYPE_AFTER_MISC = CONTACT.replace(b"?>", b"?>\n<!-- x --><?pi y?>\n<!DOCTYPE Envelope>", 1)
+# Without a DTD no entity but the five predefined ones exists: nothing to expand.
+UNDECLARED_ENTITY = BILLION_LAUGHS.split(b"]>\n", 1)[1]
 
 
 @pytest.mark.parametrize(
@@ -219,6 +227,11 @@ CONTACT = fixture_bytes("outbound-message-contact.xml")
     [
         (XXE, "forbidden XML construct (DTDForbidden)"),
         (BILLION_LAUGHS, "forbidden XML construct (DTDForbidden)"),
+        (BILLION_LAUGHS.decode().encode("utf-16"), "forbidden XML construct (DTDForbidden)"),
+        (DOCTYPE_SUBSET_UNREAD, "forbidden XML construct (DTDForbidden)"),
+        (DOCTYPE_AFTER_MISC, "forbidden XML construct (DTDForbidden)"),
+        (UNDECLARED_ENTITY, "malformed XML (line 3, column 16)"),
+        (CONTACT.replace(b"<soapenv:Body>", b"<soapenv:Body><!DOCTYPE x>"), "malformed XML"),
         (CONTACT[:-40], "malformed XML"),
         (b"", "empty body"),
         (b"<notifications/>", "not a SOAP 1.1 Envelope"),
@@ -255,6 +268,11 @@ CONTACT = fixture_bytes("outbound-message-contact.xml")
     ids=[
         "xxe",
         "billion-laughs",
+        "billion-laughs-utf16",
+        "doctype-refused-before-its-subset",
+        "doctype-after-comment-and-pi",
+        "entity-without-dtd",
+        "doctype-inside-the-body",
         "truncated",
         "empty",
         "not-soap",
